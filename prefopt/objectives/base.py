@@ -1,0 +1,165 @@
+"""What every objective receives, returns and declares.
+
+The module computes per-sequence log-probs once (one forward over [chosen; rejected]) and hands
+them to the objective as an :class:`ObjectiveInputs`; the objective returns the scalar loss and a
+dict of metrics (TRL's names, see ``docs/metrics.md``). Objectives never call a model, never
+log, and never look at tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+Reduction = Literal["mean", "sum"]
+
+
+@dataclass
+class ObjectiveInputs:
+    """Per-sequence statistics of one batch of B preference pairs.
+
+    Attributes:
+        chosen_logps: (B,) summed log-probs of the chosen response tokens.
+        rejected_logps: (B,) summed log-probs of the rejected response tokens.
+        chosen_avg_logps: (B,) mean per-token log-probs of the chosen response (ORPO's log P).
+        rejected_avg_logps: (B,) mean per-token log-probs of the rejected response.
+        nll_loss: () the NLL term of the chosen sequences, reduced as the run's ``nll_scope``
+            says (see ``docs/objectives.md``).
+        ref_chosen_logps: (B,) reference log-probs of the chosen response, reduced as the
+            objective's ``reduction`` declares; ``None`` unless ``needs_reference``.
+        ref_rejected_logps: (B,) same for the rejected response.
+        chosen_logits: () mean logit over the chosen response positions and the vocabulary
+            (metrics only; optional).
+        rejected_logits: () same for the rejected responses.
+    """
+
+    chosen_logps: Tensor
+    rejected_logps: Tensor
+    chosen_avg_logps: Tensor
+    rejected_avg_logps: Tensor
+    nll_loss: Tensor
+    ref_chosen_logps: Tensor | None = None
+    ref_rejected_logps: Tensor | None = None
+    chosen_logits: Tensor | None = None
+    rejected_logits: Tensor | None = None
+
+    def logps(self, reduction: Reduction) -> tuple[Tensor, Tensor]:
+        """(chosen, rejected) log-probs, each (B,), in the given reduction."""
+        if reduction == "mean":
+            return self.chosen_avg_logps, self.rejected_avg_logps
+        return self.chosen_logps, self.rejected_logps
+
+
+@dataclass
+class ObjectiveOutput:
+    """The loss to minimise and the metrics to log (detached; (B,) per pair or () scalars)."""
+
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Objective:
+    """Base class: hyperparameters + declarations; subclasses implement :meth:`compute`.
+
+    Declarations read by the module (it never branches on an objective's name):
+        needs_reference: the module must provide ``ref_chosen_logps``/``ref_rejected_logps``.
+        reduction: how the objective's own log-probs (and the reference's) are reduced over
+            response tokens: ``"mean"`` (per-token average) or ``"sum"``.
+        rejected_grad: whether the loss back-propagates through the rejected responses; when
+            ``False`` the module detaches them (they are still scored for the metrics).
+    """
+
+    name: ClassVar[str] = ""
+    needs_reference: ClassVar[bool] = False
+    reduction: ClassVar[Reduction] = "mean"
+    rejected_grad: ClassVar[bool] = True
+
+    def __call__(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
+        check_finite(inputs, self.name)
+        inputs = _upcast(inputs)
+        out = self.compute(inputs)
+        out.metrics = {k: v.detach() for k, v in out.metrics.items()}
+        return out
+
+    def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({hp})"
+
+
+def check_finite(inputs: ObjectiveInputs, name: str = "objective") -> None:
+    """Raise one clear line if any given input is non-finite (e.g. an empty response's 0/0).
+
+    Raises:
+        ValueError: naming the field and how many entries are bad.
+    """
+    for f in fields(inputs):
+        value = getattr(inputs, f.name)
+        if value is None:
+            continue
+        bad = ~torch.isfinite(value)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name}: {int(bad.sum())} of {value.numel()} entries of {f.name} are not finite "
+                "(an empty or fully-masked response? the data layer should have dropped it)"
+            )
+
+
+def _upcast(inputs: ObjectiveInputs) -> ObjectiveInputs:
+    """Upcast bf16/fp16 tensors to float32; float32/float64 stay as they are."""
+    changes = {}
+    for f in fields(inputs):
+        value = getattr(inputs, f.name)
+        if value is not None and value.dtype in (torch.float16, torch.bfloat16):
+            changes[f.name] = value.float()
+    if not changes:
+        return inputs
+    return ObjectiveInputs(
+        **{**{f.name: getattr(inputs, f.name) for f in fields(inputs)}, **changes}
+    )
+
+
+def preference_metrics(
+    inputs: ObjectiveInputs,
+    rewards_chosen: Tensor,
+    rewards_rejected: Tensor,
+    log_odds: Tensor,
+    reduction: Reduction,
+) -> dict[str, Tensor]:
+    """The metric set every objective logs, with TRL's names and meanings.
+
+    Args:
+        inputs: the batch statistics.
+        rewards_chosen: (B,) the objective's implicit reward of the chosen response.
+        rewards_rejected: (B,) same for the rejected response.
+        log_odds: (B,) ORPO's log odds ratio of chosen over rejected (paper Eq. 6-7).
+        reduction: which log-probs ``logps/*`` report (TRL: mean for ORPO, sum for DPO).
+
+    Returns:
+        ``{name: tensor}`` with (B,) per-pair values or () scalars; see ``docs/metrics.md``.
+    """
+    chosen, rejected = inputs.logps(reduction)
+    avg_margin = inputs.chosen_avg_logps - inputs.rejected_avg_logps
+    metrics = {
+        "rewards/chosen": rewards_chosen,
+        "rewards/rejected": rewards_rejected,
+        "rewards/accuracies": (rewards_chosen > rewards_rejected).float(),
+        "rewards/margins": rewards_chosen - rewards_rejected,
+        "logps/chosen": chosen,
+        "logps/rejected": rejected,
+        "nll_loss": inputs.nll_loss,
+        "log_odds_ratio": torch.nn.functional.logsigmoid(log_odds),
+        "log_odds_chosen": log_odds,
+        "margins/avg_logps": avg_margin,
+        "accuracies/avg_logps": (avg_margin > 0).float(),
+    }
+    if inputs.chosen_logits is not None and inputs.rejected_logits is not None:
+        metrics["logits/chosen"] = inputs.chosen_logits
+        metrics["logits/rejected"] = inputs.rejected_logits
+    return metrics

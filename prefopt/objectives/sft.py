@@ -1,0 +1,43 @@
+"""SFT-only: the NLL of the chosen response, the ablation arm of the ORPO paper (Fig. 3).
+
+The loss ignores the rejected response, but the metrics are the same as ORPO's (computed on the
+rejected response without gradients), so SFT and ORPO curves overlay in TensorBoard.
+"""
+
+from __future__ import annotations
+
+from prefopt.objectives import register
+from prefopt.objectives.base import (
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    preference_metrics,
+)
+from prefopt.objectives.orpo import log_odds
+
+
+@register("sft")
+class SFT(Objective):
+    """Supervised fine-tuning on the chosen response only.
+
+    Args:
+        lam: scale of ``rewards/*`` only (they are ``lam * mean log-prob``, as in ORPO); it
+            does not enter the loss. Keep it equal to the ORPO arms' lambda so curves overlay.
+    """
+
+    needs_reference = False
+    reduction = "mean"
+    rejected_grad = False
+
+    def __init__(self, lam: float = 0.1) -> None:
+        self.lam = float(lam)
+
+    def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
+        metrics = preference_metrics(
+            inputs,
+            rewards_chosen=self.lam * inputs.chosen_avg_logps,
+            rewards_rejected=self.lam * inputs.rejected_avg_logps,
+            log_odds=log_odds(inputs.chosen_avg_logps, inputs.rejected_avg_logps),
+            reduction=self.reduction,
+        )
+        return ObjectiveOutput(loss=inputs.nll_loss, metrics=metrics)

@@ -1,0 +1,136 @@
+"""ORPO: hand-derived values, the paper's formula, numerics at the extremes."""
+
+import math
+
+import mpmath
+import pytest
+import torch
+from torch.testing import assert_close
+
+from prefopt.objectives import ObjectiveInputs, get_objective
+from prefopt.objectives.orpo import log1mexp, log_odds, orpo_loss
+
+
+def _inputs(c, r, nll=1.5, dtype=torch.float32, requires_grad=False):
+    c = torch.tensor(c, dtype=dtype, requires_grad=requires_grad)
+    r = torch.tensor(r, dtype=dtype, requires_grad=requires_grad)
+    return ObjectiveInputs(
+        chosen_logps=c * 4,
+        rejected_logps=r * 5,
+        chosen_avg_logps=c,
+        rejected_avg_logps=r,
+        nll_loss=torch.tensor(nll, dtype=dtype),
+    )
+
+
+def test_hand_derived_loss_and_metrics():
+    """Pair 1: P_c=0.8, P_r=0.2 -> odds 4 and 1/4 -> log odds ratio = log 16 = 2.7725887,
+    log sigmoid(log 16) = log(16/17) = -0.0606246.
+    Pair 2: P_c = P_r = 0.5 -> log odds ratio 0, log sigmoid(0) = -log 2 = -0.6931472.
+    mean log sigmoid = -0.3768859; loss = 1.5 - 0.1 * (-0.3768859) = 1.5376886.
+    rewards = 0.1 * mean log-prob: chosen (0.1 log .8, 0.1 log .5) = (-0.0223144, -0.0693147),
+    rejected (-0.1609438, -0.0693147); accuracies (1, 0): a tie is not a win, as in TRL.
+    """
+    out = get_objective("orpo", lam=0.1)(
+        _inputs([math.log(0.8), math.log(0.5)], [math.log(0.2), math.log(0.5)])
+    )
+    assert_close(out.loss, torch.tensor(1.5376886))
+    m = out.metrics
+    assert_close(m["log_odds_chosen"], torch.tensor([math.log(16.0), 0.0]))
+    assert_close(m["log_odds_ratio"], torch.tensor([math.log(16 / 17), -math.log(2)]))
+    assert_close(m["rewards/chosen"], torch.tensor([-0.0223144, -0.0693147]))
+    assert_close(m["rewards/rejected"], torch.tensor([-0.1609438, -0.0693147]))
+    assert_close(m["rewards/margins"], torch.tensor([0.1386294, 0.0]))
+    assert_close(m["rewards/accuracies"], torch.tensor([1.0, 0.0]))
+    assert_close(m["margins/avg_logps"], torch.tensor([1.3862944, 0.0]))
+    assert_close(m["accuracies/avg_logps"], torch.tensor([1.0, 0.0]))
+    assert_close(m["logps/chosen"], torch.tensor([math.log(0.8), math.log(0.5)]))
+    assert_close(m["nll_loss"], torch.tensor(1.5))
+
+
+def test_matches_paper_formula_in_float64():
+    """Independent route through the paper's Eq. 4-7: odds = P / (1 - P) from P = exp(c)."""
+    g = torch.Generator().manual_seed(0)
+    c = -torch.rand(64, generator=g, dtype=torch.float64) * 5 - 0.01
+    r = -torch.rand(64, generator=g, dtype=torch.float64) * 5 - 0.01
+    pc, pr = c.exp(), r.exp()
+    ratio = torch.log((pc / (1 - pc)) / (pr / (1 - pr)))
+    expected = 0.7 - 0.25 * torch.log(torch.sigmoid(ratio)).mean()
+    loss, got_ratio = orpo_loss(torch.tensor(0.7, dtype=torch.float64), c, r, lam=0.25)
+    assert_close(got_ratio, ratio)
+    assert_close(loss, expected)
+
+
+def test_log_odds_agrees_with_mpmath_to_float32_precision():
+    """|err| <= 1e-5 (1 + |ref|) over log-probs spanning [-1e4, -1e-9], against 50-digit math."""
+    mpmath.mp.dps = 50
+    g = torch.Generator().manual_seed(1)
+    exponents = torch.empty(400, 2).uniform_(-9, 4, generator=g)
+    logps = -(10.0**exponents)  # (400, 2) in [-1e4, -1e-9]
+    got = log_odds(logps[:, 0].float(), logps[:, 1].float()).double()
+
+    def log_odds_mp(x):
+        x = mpmath.mpf(x)
+        return x - mpmath.log(1 - mpmath.exp(x))
+
+    for (c, r), value in zip(logps.float().double().tolist(), got.tolist()):
+        ref = float(log_odds_mp(c) - log_odds_mp(r))
+        assert abs(value - ref) <= 1e-5 * (1 + abs(ref)), (c, r, value, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_odds_keeps_float_dtype(dtype):
+    out = log_odds(torch.tensor([-1.0], dtype=dtype), torch.tensor([-2.0], dtype=dtype))
+    assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_log_odds_upcasts_half_precision(dtype):
+    out = log_odds(torch.tensor([-1.0], dtype=dtype), torch.tensor([-2.0], dtype=dtype))
+    assert out.dtype == torch.float32
+    assert_close(out, log_odds(torch.tensor([-1.0]), torch.tensor([-2.0])))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_loss_and_gradient_finite_at_the_extremes(dtype):
+    grid = [-1e4, -1e3, -50.0, -1.0, -math.log(2), -0.5, -1e-3, -1e-6, -1e-9]
+    c, r = torch.meshgrid(torch.tensor(grid), torch.tensor(grid), indexing="ij")
+    c = c.flatten().to(dtype).requires_grad_()
+    r = r.flatten().to(dtype).requires_grad_()
+    inputs = ObjectiveInputs(c * 3, r * 3, c, r, nll_loss=torch.tensor(2.0))
+    out = get_objective("orpo", lam=0.5)(inputs)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert torch.isfinite(c.grad).all() and torch.isfinite(r.grad).all()
+    assert all(torch.isfinite(v).all() for v in out.metrics.values())
+
+
+def test_log1mexp_gradient_is_finite_near_zero():
+    """TRL 1.16's log1mexp returns a NaN gradient at -1e-9 through torch.where's unused branch."""
+    x = torch.tensor([-1e-9, -1e-6, -0.6931, -0.6932, -30.0, -1e4], requires_grad=True)
+    y = log1mexp(x)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    # d/dx log(1 - e^x) = -1 / (e^-x - 1) ~ 1/x near 0
+    assert_close(x.grad[0], torch.tensor(-1e9), rtol=1e-3, atol=0)
+    assert_close(y[2], torch.tensor(math.log(1 - math.exp(-0.6931))))
+
+
+def test_saturated_mean_logp_of_exactly_zero_stays_finite():
+    """A model so confident that every token's log-prob rounds to 0 must not produce inf/NaN."""
+    c = torch.tensor([0.0], requires_grad=True)
+    r = torch.tensor([-2.0], requires_grad=True)
+    loss, ratio = orpo_loss(torch.tensor(0.1), c, r, lam=0.1)
+    loss.backward()
+    assert torch.isfinite(ratio).all() and torch.isfinite(loss) and torch.isfinite(r.grad).all()
+
+
+def test_non_finite_input_raises_one_clear_line():
+    inputs = _inputs([float("nan"), -1.0], [-1.0, -2.0])
+    with pytest.raises(ValueError, match=r"^orpo: 1 of 2 entries of chosen_logps are not finite"):
+        get_objective("orpo")(inputs)
+
+
+def test_negative_lambda_rejected():
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        get_objective("orpo", lam=-0.1)

@@ -1,0 +1,64 @@
+"""The registry and configs/objective/*.yaml stay in step."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from prefopt.objectives import (
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    UnknownObjectiveError,
+    available,
+    get_objective,
+    register,
+)
+from prefopt.objectives.base import preference_metrics
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
+
+
+def test_every_registered_name_has_a_config_and_vice_versa():
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    assert names == available()
+
+
+@pytest.mark.parametrize("name", available())
+def test_config_target_builds_the_registered_class(name):
+    obj = instantiate(OmegaConf.load(CONFIG_DIR / f"{name}.yaml"))
+    assert type(obj) is type(get_objective(name))
+    assert obj.name == name
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(UnknownObjectiveError) as err:
+        get_objective("orp")
+    assert str(err.value) == "unknown objective 'orp'; available: dpo, orpo, sft"
+
+
+def test_a_new_objective_registers_with_one_decorator():
+    """The docs/objectives.md example: hinge on the mean log-prob margin."""
+    import torch
+
+    @register("test_hinge")
+    class Hinge(Objective):
+        def __init__(self, margin: float = 1.0):
+            self.margin = margin
+
+        def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
+            gap = inputs.chosen_avg_logps - inputs.rejected_avg_logps
+            loss = inputs.nll_loss + torch.relu(self.margin - gap).mean()
+            metrics = preference_metrics(inputs, gap, 0 * gap, gap, self.reduction)
+            return ObjectiveOutput(loss, metrics)
+
+    try:
+        assert "test_hinge" in available()
+        c, r = torch.tensor([-1.0]), torch.tensor([-1.5])
+        out = get_objective("test_hinge")(ObjectiveInputs(c, r, c, r, torch.tensor(2.0)))
+        assert out.loss.item() == 2.5
+    finally:
+        from prefopt import objectives
+
+        objectives._REGISTRY.pop("test_hinge")
