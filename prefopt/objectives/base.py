@@ -118,11 +118,7 @@ def _upcast(inputs: ObjectiveInputs) -> ObjectiveInputs:
         value = getattr(inputs, f.name)
         if value is not None and value.dtype in (torch.float16, torch.bfloat16):
             changes[f.name] = value.float()
-    if not changes:
-        return inputs
-    return ObjectiveInputs(
-        **{**{f.name: getattr(inputs, f.name) for f in fields(inputs)}, **changes}
-    )
+    return dataclasses.replace(inputs, **changes) if changes else inputs
 
 
 def preference_metrics(
