@@ -1,0 +1,257 @@
+"""PreferenceDataModule: raw rows -> tokenized pairs (once, at setup) -> [chosen; rejected]."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow.compute as pc
+from datasets import Dataset
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from prefopt.data.collate import PreferenceCollator
+from prefopt.data.formats import check_options, resolve_format
+from prefopt.data.sampler import PreferenceSampler
+from prefopt.data.sources import load_raw_splits
+from prefopt.data.tokenize import Truncation, tokenize_split
+from prefopt.data.tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+class PreferenceDataModule(LightningDataModule):
+    """Preference pairs for ORPO / SFT / DPO, built from ``configs/data/*.yaml``.
+
+    Bad rows are dropped and counted at setup (``skipped``), never met during training; a missing
+    file, a malformed line, an unknown column or an empty result fails at setup with one line.
+    See ``docs/data.md`` for every accepted format.
+
+    Args:
+        tokenizer: A tokenizer, or a name for :func:`prefopt.data.tokenizer.load_tokenizer`
+            (``"builtin"``); the training app passes the model's tokenizer.
+        path: ``"builtin"``, a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file or folder, or a
+            Hub dataset name.
+        name: Hub subset name.
+        train_split: Training split name.
+        eval_split: Eval split name (None: hold out ``eval_fraction`` of train, or no eval).
+        eval_fraction: Fraction of train held out for eval (seeded), when ``eval_split`` is None.
+        format: ``auto``, ``standard`` (strings) or ``conversational`` (messages, chat template).
+        prompt: ``auto``, ``explicit`` (a prompt column) or ``implicit`` (the shared start of
+            the responses).
+        columns: Field -> source column, e.g. ``{prompt: question, system: system}``.
+        implicit_prompt_marker: Implicit string prompts end after the last occurrence of this
+            text (e.g. ``"\\n\\nAssistant:"`` for Anthropic/hh-rlhf).
+        max_length: Longest prompt + response in tokens (None: no limit).
+        max_prompt_length: Prompt budget when a pair is too long (must be < ``max_length``).
+        truncation_mode: ``keep_end`` or ``keep_start`` of the prompt.
+        drop_prompts_longer_than: Drop pairs whose prompt has more tokens (None: keep all).
+        batch_size: Pairs per training batch per device (the batch has 2x rows).
+        eval_batch_size: Pairs per eval/predict batch (None: ``batch_size``).
+        num_workers: DataLoader workers.
+        num_proc: Processes for tokenization (``datasets.map``).
+        group_by_length: Group training pairs of similar length (less padding).
+        drop_last: Drop the last incomplete training batch.
+        seed: Seed of the data order and of the held-out split.
+        max_train_samples: Use only the first N raw training rows.
+        max_eval_samples: Use only the first N raw eval rows.
+        builtin: Options of the built-in dataset (``train_size``, ``eval_size``, ``seed``).
+        cache_dir: ``datasets`` cache folder (None: the HF default).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase | str | None = None,
+        path: str = "builtin",
+        name: str | None = None,
+        train_split: str = "train",
+        eval_split: str | None = None,
+        eval_fraction: float = 0.0,
+        format: str = "auto",
+        prompt: str = "auto",
+        columns: Mapping[str, str] | None = None,
+        implicit_prompt_marker: str | None = None,
+        max_length: int | None = 1024,
+        max_prompt_length: int | None = 512,
+        truncation_mode: str = "keep_end",
+        drop_prompts_longer_than: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        num_proc: int | None = None,
+        group_by_length: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        builtin: Mapping[str, Any] | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.truncation = Truncation(
+            max_length, max_prompt_length, truncation_mode, drop_prompts_longer_than
+        )
+        check_options(format, prompt)
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.path, self.name = path, name
+        self.train_split, self.eval_split = train_split, eval_split
+        self.eval_fraction = eval_fraction
+        self.format, self.prompt = format, prompt
+        self.columns = dict(columns) if columns else None
+        self.implicit_prompt_marker = implicit_prompt_marker
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.num_proc = num_workers, num_proc
+        self.group_by_length, self.drop_last, self.seed = group_by_length, drop_last, seed
+        self.max_samples = {"train": max_train_samples, "eval": max_eval_samples}
+        self.builtin = dict(builtin) if builtin else {}
+        self.cache_dir = cache_dir
+        self.train_dataset: Dataset | None = None
+        self.eval_dataset: Dataset | None = None
+        self.skipped: dict[str, dict[str, int]] = {}
+
+    def prepare_data(self) -> None:
+        # Rank 0 fills the datasets cache (download, tokenization) before the other ranks set up.
+        self._build()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        if self.train_dataset is not None:
+            return
+        if self.tokenizer is None:
+            raise ValueError(
+                "PreferenceDataModule has no tokenizer: pass tokenizer= ('builtin' or one)"
+            )
+        raw = load_raw_splits(
+            self.path,
+            self.name,
+            self.train_split,
+            self.eval_split,
+            self.eval_fraction,
+            self.seed,
+            self.builtin,
+            self.cache_dir,
+        )
+        source = self.path if self.name is None else f"{self.path}:{self.name}"
+        spec = resolve_format(
+            raw[0], source, self.format, self.prompt, self.columns, self.implicit_prompt_marker
+        )
+        built = {}
+        for split, dataset in zip(("train", "eval"), raw):
+            if dataset is None:
+                continue
+            limit = self.max_samples[split]
+            if limit is not None:
+                dataset = dataset.select(range(min(limit, len(dataset))))
+            where = f"{source} ({split} split)"
+            tokenized, skipped = tokenize_split(
+                dataset, self.tokenizer, spec, self.truncation, where, self.num_proc
+            )
+            self.skipped[split] = skipped
+            for reason, count in skipped.items():
+                log.info("%s: dropped %d of %d rows: %s", where, count, len(dataset), reason)
+            if len(tokenized) == 0:
+                counts = ", ".join(f"{r}: {c}" for r, c in skipped.items()) or "the split is empty"
+                raise ValueError(f"{where}: no usable rows left ({counts})")
+            built[split] = tokenized
+        self.train_dataset, self.eval_dataset = built["train"], built.get("eval")
+
+    def set_reference_logps(
+        self, split: str, chosen: Sequence[float], rejected: Sequence[float]
+    ) -> None:
+        """Store precomputed reference log-probs (summed over response tokens) with the dataset.
+
+        Args:
+            split: ``train`` or ``eval``.
+            chosen: One value per row, in dataset order (as :meth:`predict_dataloader` yields).
+            rejected: Same for the rejected responses.
+        """
+        dataset = self._dataset(split)
+        values = {
+            REF_COLUMNS[0]: [float(x) for x in chosen],
+            REF_COLUMNS[1]: [float(x) for x in rejected],
+        }
+        for column, column_values in values.items():
+            if len(column_values) != len(dataset):
+                raise ValueError(
+                    f"{column}: {len(column_values)} values for {len(dataset)} {split} rows"
+                )
+            if not all(math.isfinite(x) for x in column_values):
+                raise ValueError(f"{column}: non-finite values for the {split} split")
+        dataset = dataset.remove_columns([c for c in REF_COLUMNS if c in dataset.column_names])
+        for column, column_values in values.items():
+            dataset = dataset.add_column(column, column_values)
+        setattr(self, f"{split}_dataset", dataset)
+
+    def _dataset(self, split: str) -> Dataset:
+        if split not in ("train", "eval"):
+            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        dataset = getattr(self, f"{split}_dataset")
+        if dataset is None:
+            raise RuntimeError(
+                f"no {split} dataset: call setup() first (or there is no {split} split)"
+            )
+        return dataset
+
+    @staticmethod
+    def lengths(dataset: Dataset) -> list[int]:
+        """Padded length of each pair: prompt + the longer response, in tokens."""
+        table = dataset.with_format("arrow")[:]
+        chosen = pc.list_value_length(table["chosen_input_ids"])
+        rejected = pc.list_value_length(table["rejected_input_ids"])
+        prompt = pc.list_value_length(table["prompt_input_ids"])
+        return pc.add(prompt, pc.max_element_wise(chosen, rejected)).to_pylist()
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, dataset: Dataset, sampler: PreferenceSampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=sampler.batch_size,
+            sampler=sampler,
+            collate_fn=PreferenceCollator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
+        replicas, rank = self._world()
+        sampler = PreferenceSampler(
+            self.lengths(dataset),
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            group_by_length=self.group_by_length,
+            num_replicas=replicas,
+            rank=rank,
+            drop_last=self.drop_last,
+        )
+        return self._loader(dataset, sampler)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.eval_dataset is None:
+            return []
+        replicas, rank = self._world()
+        sampler = PreferenceSampler(
+            [0] * len(self.eval_dataset),
+            self.eval_batch_size,
+            shuffle=False,
+            num_replicas=replicas,
+            rank=rank,
+        )
+        return self._loader(self.eval_dataset, sampler)
+
+    def predict_dataloader(self, split: str = "train") -> DataLoader:
+        """All rows of ``split`` in dataset order, unsharded (for the reference log-prob pass)."""
+        dataset = self._dataset(split)
+        sampler = PreferenceSampler([0] * len(dataset), self.eval_batch_size, shuffle=False)
+        return self._loader(dataset, sampler)

@@ -1,0 +1,211 @@
+"""Preference formats: detect them, and turn each raw row into (prompt, chosen, rejected).
+
+Four layouts are accepted (TRL's names): standard (strings) or conversational (lists of
+``{role, content}`` messages), each with an explicit prompt (a ``prompt`` column) or an implicit one
+(the shared leading part of ``chosen`` and ``rejected``). ``columns`` maps other column names onto
+``prompt`` / ``system`` / ``chosen`` / ``rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Dataset
+
+FIELDS = ("prompt", "system", "chosen", "rejected")
+Messages = list[dict[str, Any]]
+Text = str | Messages
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """How to read the rows of one dataset.
+
+    Attributes:
+        conversational: Messages through the chat template (True) or plain strings (False).
+        explicit_prompt: The prompt is its own column (True) or the shared start of the responses.
+        columns: Source column of each field in :data:`FIELDS` that is used (``system`` optional).
+        wrap_strings: String rows are turned into one user and one assistant message
+            (``format: conversational`` forced on standard data).
+        implicit_prompt_marker: For implicit string prompts, end the prompt right after the last
+            occurrence of this text in the shared part (e.g. ``"\\n\\nAssistant:"``).
+    """
+
+    conversational: bool
+    explicit_prompt: bool
+    columns: Mapping[str, str]
+    wrap_strings: bool = False
+    implicit_prompt_marker: str | None = None
+
+
+def check_options(format: str, prompt: str) -> None:
+    """Fail with one line on an unknown ``format`` or ``prompt`` setting."""
+    if format not in ("auto", "standard", "conversational"):
+        raise ValueError(f"format must be auto, standard or conversational, got {format!r}")
+    if prompt not in ("auto", "explicit", "implicit"):
+        raise ValueError(f"prompt must be auto, explicit or implicit, got {prompt!r}")
+
+
+def _kind(values: list[Any]) -> str | None:
+    """``"messages"``, ``"string"`` or None (only missing values) for the first non-null value."""
+    for value in values:
+        if value is not None:
+            return "messages" if isinstance(value, list) else "string"
+    return None
+
+
+def resolve_format(
+    dataset: Dataset,
+    source: str,
+    format: str = "auto",
+    prompt: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    implicit_prompt_marker: str | None = None,
+) -> FormatSpec:
+    """Detect the format from the dataset's columns and first rows, honouring forced settings.
+
+    Args:
+        dataset: The raw dataset.
+        source: Its name, for error messages.
+        format: ``auto``, ``standard`` or ``conversational``.
+        prompt: ``auto``, ``explicit`` or ``implicit``.
+        columns: Field -> source column, for fields named differently (e.g. ``{prompt: question}``).
+        implicit_prompt_marker: See :class:`FormatSpec`.
+
+    Returns:
+        The resolved :class:`FormatSpec`.
+
+    Raises:
+        ValueError: unknown field or source column, or a forced setting the data cannot satisfy.
+    """
+    check_options(format, prompt)
+    available = dataset.column_names
+    mapping = dict(columns or {})
+    for field, column in mapping.items():
+        if field not in FIELDS:
+            raise ValueError(
+                f"columns: unknown field {field!r}; expected one of {', '.join(FIELDS)}"
+            )
+        if column not in available:
+            raise ValueError(
+                f"{source}: columns maps {field} -> {column!r}, which is not a column; "
+                f"available: {', '.join(available)}"
+            )
+    for field in FIELDS:
+        if field not in mapping and field in available:
+            mapping[field] = field
+    for field in ("chosen", "rejected"):
+        if field not in mapping:
+            raise ValueError(
+                f"{source}: no {field!r} column (map one with columns.{field}); "
+                f"available: {', '.join(available)}"
+            )
+    head = dataset.select(range(min(100, len(dataset))))
+    response_kind = _kind(head[mapping["chosen"]]) or "string"
+    prompt_kind = _kind(head[mapping["prompt"]]) if "prompt" in mapping else None
+    # A prompt column of another kind than the responses (HuggingFaceH4/ultrafeedback_binarized:
+    # prompt string, chosen = whole conversation) is not the prompt: extract it (as TRL does).
+    explicit = prompt_kind is not None and prompt_kind == response_kind
+    if prompt == "explicit" and "prompt" not in mapping:
+        raise ValueError(
+            f"{source}: prompt: explicit but no 'prompt' column (map one with columns.prompt); "
+            f"available: {', '.join(available)}"
+        )
+    if prompt != "auto":
+        explicit = prompt == "explicit"
+    if not explicit:
+        mapping.pop("prompt", None)
+    if format == "standard" and response_kind == "messages":
+        raise ValueError(f"{source}: format: standard, but {mapping['chosen']!r} holds messages")
+    wrap = format == "conversational" and response_kind == "string"
+    if wrap and not explicit:
+        raise ValueError(
+            f"{source}: format: conversational on string responses needs an explicit prompt column"
+        )
+    return FormatSpec(
+        conversational=response_kind == "messages" or wrap,
+        explicit_prompt=explicit,
+        columns=mapping,
+        wrap_strings=wrap,
+        implicit_prompt_marker=implicit_prompt_marker,
+    )
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and all(isinstance(m, dict) for m in value)
+        and all(isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+    )
+
+
+def _is_empty(value: Text) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return all(not m["content"].strip() for m in value)
+
+
+def _split_implicit(chosen: Text, rejected: Text, marker: str | None) -> tuple[Text, Text, Text]:
+    """Shared prompt of two responses: whole messages, or characters (TRL's ``extract_prompt``)."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if isinstance(chosen, str):
+        if marker is not None:
+            found = chosen.rfind(marker, 0, n)
+            n = found + len(marker) if found >= 0 else 0
+        elif 0 < n < min(len(chosen), len(rejected)) and chosen[n - 1] == " ":
+            n -= 1  # the response keeps its leading space, as in TRL
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def normalize_row(row: Mapping[str, Any], spec: FormatSpec) -> tuple[Text, Text, Text] | str:
+    """Turn one raw row into ``(prompt, chosen, rejected)``, or the reason to drop it.
+
+    Args:
+        row: The raw row (source column -> value).
+        spec: The resolved format.
+
+    Returns:
+        Strings (standard) or message lists (conversational), the prompt ending where the
+        response starts; or one of ``missing_field``, ``bad_type``, ``identical_responses``,
+        ``no_shared_prompt``, ``empty_response``, ``empty_prompt``.
+    """
+    cols = spec.columns
+    values = {field: row[column] for field, column in cols.items()}
+    if any(values[f] is None for f in cols if f != "system"):
+        return "missing_field"
+    system = values.get("system")
+    check = _is_messages if spec.conversational and not spec.wrap_strings else _is_str
+    if not all(check(values[f]) for f in cols if f != "system") or not _is_str(system or ""):
+        return "bad_type"
+    chosen, rejected = values["chosen"], values["rejected"]
+    if chosen == rejected:
+        return "identical_responses"
+    if spec.explicit_prompt:
+        prompt = values["prompt"]
+    else:
+        prompt, chosen, rejected = _split_implicit(chosen, rejected, spec.implicit_prompt_marker)
+        if not prompt:
+            return "no_shared_prompt"
+    if _is_empty(chosen) or _is_empty(rejected):
+        return "empty_response"
+    if spec.wrap_strings:
+        prompt = [{"role": "user", "content": prompt}]
+        chosen = [{"role": "assistant", "content": chosen}]
+        rejected = [{"role": "assistant", "content": rejected}]
+    if system:
+        if spec.conversational:
+            if not prompt or prompt[0]["role"] != "system":
+                prompt = [{"role": "system", "content": system}, *prompt]
+        else:
+            prompt = f"{system}\n\n{prompt}"
+    if spec.conversational and not prompt:
+        return "empty_prompt"
+    return prompt, chosen, rejected
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
