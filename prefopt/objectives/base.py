@@ -17,6 +17,23 @@ from torch import Tensor
 
 Reduction = Literal["mean", "sum"]
 
+# Every objective returns these (see preference_metrics and docs/metrics.md).
+METRIC_NAMES = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "logits/chosen",
+    "logits/rejected",
+    "nll_loss",
+    "log_odds_ratio",
+    "log_odds_chosen",
+    "margins/avg_logps",
+    "accuracies/avg_logps",
+)
+
 
 @dataclass
 class ObjectiveInputs:
@@ -71,12 +88,14 @@ class Objective:
             response tokens: ``"mean"`` (per-token average) or ``"sum"``.
         rejected_grad: whether the loss back-propagates through the rejected responses; when
             ``False`` the module detaches them (they are still scored for the metrics).
+        extra_metrics: names of metrics the objective returns beyond ``METRIC_NAMES``.
     """
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False
     reduction: ClassVar[Reduction] = "mean"
     rejected_grad: ClassVar[bool] = True
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         check_finite(inputs, self.name)

@@ -93,7 +93,8 @@ class ORPO(Objective):
 
     Args:
         lam: weight of the odds-ratio term, the paper's lambda (default 0.1). TRL calls it
-            ``beta``, the official xfactlab/orpo code ``alpha``.
+            ``beta``, the official xfactlab/orpo code ``alpha``. ``lam=0`` is the SFT arm: the
+            loss is the NLL alone and the rejected side is scored without gradients.
     """
 
     needs_reference = False
@@ -104,6 +105,8 @@ class ORPO(Objective):
         if lam < 0:
             raise ValueError(f"orpo: lam must be >= 0, got {lam}")
         self.lam = float(lam)
+        # lam = 0 is SFT exactly: skip the (zero) gradient through the rejected side
+        self.rejected_grad = self.lam > 0
 
     def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         loss, ratio = orpo_loss(

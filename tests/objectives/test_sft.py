@@ -41,3 +41,9 @@ def test_sft_declares_no_gradient_through_rejected_and_its_loss_has_none():
     sft(inputs).loss.backward()
     assert inputs.nll_loss.grad is not None
     assert inputs.rejected_avg_logps.grad is None
+
+
+def test_orpo_with_lambda_zero_declares_no_rejected_gradient_like_sft():
+    """So a lambda sweep can include the SFT arm as lam=0 at SFT's cost."""
+    assert get_objective("orpo", lam=0.0).rejected_grad is False
+    assert get_objective("orpo", lam=0.1).rejected_grad is True

@@ -1,0 +1,116 @@
+"""Build the causal LM: a tiny random one from a config (offline default) or a pretrained one."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+log = logging.getLogger(__name__)
+
+TINY_ARCHITECTURES = ("llama", "qwen2", "mistral")
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerBase,
+    architecture: str = "llama",
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int | None = None,
+    intermediate_size: int = 384,
+    max_position_embeddings: int = 1024,
+    tie_word_embeddings: bool = True,
+    **config_overrides: Any,
+) -> PreTrainedModel:
+    """A randomly initialised Llama/Qwen2/Mistral-architecture model sized to ``tokenizer``.
+
+    The vocabulary is ``len(tokenizer)`` (special tokens included), so any tokenizer works: the
+    built-in byte-level one or a local folder such as Phi-3's. Initialisation uses the global
+    torch RNG: call ``lightning.seed_everything`` first for a reproducible model.
+
+    Raises:
+        ValueError: for an architecture outside ``TINY_ARCHITECTURES``.
+    """
+    if architecture not in TINY_ARCHITECTURES:
+        raise ValueError(
+            f"unknown tiny architecture {architecture!r}; "
+            f"available: {', '.join(TINY_ARCHITECTURES)}"
+        )
+    config = AutoConfig.for_model(
+        architecture,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config_overrides,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    log.info(
+        "built tiny %s model: %.2fM parameters, vocabulary %d",
+        architecture,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        config.vocab_size,
+    )
+    return model
+
+
+def load_pretrained_model(
+    name_or_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    torch_dtype: str | None = "auto",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> PreTrainedModel:
+    """``AutoModelForCausalLM.from_pretrained`` (a Hub name or a local folder).
+
+    The embedding matrix is grown if the tokenizer has more tokens than the model (e.g. an added
+    pad token); it is never shrunk.
+    """
+    dtype = getattr(torch, torch_dtype) if torch_dtype not in (None, "auto") else torch_dtype
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+    )
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_model(
+    tokenizer: PreTrainedTokenizerBase,
+    name_or_path: str | None = None,
+    tiny: dict[str, Any] | None = None,
+    **pretrained_kwargs: Any,
+) -> PreTrainedModel:
+    """The model a ``configs/model/*.yaml`` describes.
+
+    Args:
+        tokenizer: the run's tokenizer (sizes the tiny model's vocabulary).
+        name_or_path: a Hub name or local folder; ``None`` builds the tiny model.
+        tiny: keyword arguments of :func:`build_tiny_model` (used when ``name_or_path`` is None).
+        **pretrained_kwargs: keyword arguments of :func:`load_pretrained_model`.
+    """
+    if name_or_path is None:
+        return build_tiny_model(tokenizer, **(tiny or {}))
+    return load_pretrained_model(name_or_path, tokenizer, **pretrained_kwargs)

@@ -1,0 +1,190 @@
+"""The one log-prob function: one forward over [chosen; rejected], shift, mask, reduce.
+
+Only the positions the loss reads go through the LM head: response tokens of every row, plus the
+prompt tokens of the chosen rows when the NLL covers them (``nll_scope="full"``). They are scored
+in chunks of ``chunk_size`` positions; with gradients, each chunk is recomputed in backward
+(activation checkpointing), so no ``(2B, T, V)`` tensor exists and the loss stage holds at most
+``chunk_size x V`` logits at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+IGNORE_INDEX = -100
+NLL_SCOPES = ("full", "completion", "completion_seq")
+
+
+@dataclass
+class SequenceStats:
+    """Per-sequence results for 2B rows (chosen rows first).
+
+    Attributes:
+        logps: (2B,) summed log-probs of the response tokens.
+        counts: (2B,) number of response tokens.
+        nll_sum: () summed negative log-likelihood over the chosen rows' NLL tokens.
+        nll_count: () the normaliser of ``nll_sum`` (tokens, or B for ``completion_seq``).
+        logits_sum: (2B,) sum over response positions of the vocabulary-mean logit (detached).
+        aux_loss: () the MoE router load-balancing loss, if the model returned one.
+    """
+
+    logps: Tensor
+    counts: Tensor
+    nll_sum: Tensor
+    nll_count: Tensor
+    logits_sum: Tensor
+    aux_loss: Tensor | None = None
+
+    @property
+    def avg_logps(self) -> Tensor:
+        """(2B,) mean per-token log-probs of the responses."""
+        return self.logps / self.counts
+
+
+def _score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
+    """(N, H) hidden states -> (N,) log-prob of ``targets`` and (N,) vocabulary-mean logit."""
+    logits = F.linear(hidden, weight, bias).float()  # (N, V)
+    logps = -F.cross_entropy(logits, targets, reduction="none")  # (N,)
+    return logps, logits.detach().mean(-1)
+
+
+def token_logps(
+    hidden: Tensor,
+    head: nn.Module,
+    targets: Tensor,
+    chunk_size: int | None = 4096,
+    grad_positions: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Log-probs of ``targets`` under ``head(hidden)``, in float32, chunk by chunk.
+
+    Args:
+        hidden: (N, H) hidden states at the scored positions.
+        head: the LM head (``nn.Linear``-like: ``weight`` (V, H), optional ``bias``).
+        targets: (N,) next-token ids.
+        chunk_size: positions per chunk; ``None`` scores all positions at once.
+        grad_positions: only the first ``grad_positions`` positions need gradients (the rest
+            are scored under ``torch.no_grad``); ``None`` means all.
+
+    Returns:
+        ``(logps, logit_means)``, each (N,); ``logit_means`` is detached.
+    """
+    n = hidden.shape[0]
+    grad_positions = n if grad_positions is None else grad_positions
+    chunk_size = chunk_size or max(n, 1)
+    weight, bias = head.weight, getattr(head, "bias", None)
+    logps, means = [], []
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        # a chunk straddling grad_positions is split so that each part is scored once
+        for lo, hi in ((start, min(stop, grad_positions)), (max(start, grad_positions), stop)):
+            if lo >= hi:
+                continue
+            args = (hidden[lo:hi], weight, bias, targets[lo:hi])
+            needs_grad = lo < grad_positions and torch.is_grad_enabled()
+            if not needs_grad:
+                with torch.no_grad():
+                    out = _score_chunk(*args)
+            elif n > chunk_size:  # recompute logits in backward: memory ~ chunk x V
+                out = checkpoint(_score_chunk, *args, use_reentrant=False)
+            else:
+                out = _score_chunk(*args)
+            logps.append(out[0])
+            means.append(out[1])
+    if not logps:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(logps), torch.cat(means)
+
+
+def sequence_stats(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    labels: Tensor,
+    nll_scope: str = "full",
+    chunk_size: int | None = 4096,
+    rejected_grad: bool = True,
+    output_router_logits: bool = False,
+) -> SequenceStats:
+    """One forward over the concatenated batch, then per-sequence log-probs and the NLL.
+
+    Args:
+        model: a Hugging Face causal LM (``base_model`` + ``get_output_embeddings()``).
+        input_ids: (2B, T) chosen rows first, then rejected rows, right-padded.
+        attention_mask: (2B, T) 1 on real tokens.
+        labels: (2B, T) unshifted; the token id on response tokens, -100 elsewhere.
+        nll_scope: ``full`` (prompt + response tokens of the chosen rows, token-pooled: the
+            official ORPO code and TRL), ``completion`` (chosen response tokens, token-pooled),
+            or ``completion_seq`` (per-sequence mean over the chosen response, then the batch
+            mean: LLaMA-Factory).
+        chunk_size: see :func:`token_logps`.
+        rejected_grad: when False, the rejected rows are scored without gradients.
+        output_router_logits: ask an MoE model for its router load-balancing loss.
+
+    Returns:
+        :class:`SequenceStats` for the 2B rows.
+    """
+    if nll_scope not in NLL_SCOPES:
+        raise ValueError(f"unknown nll_scope {nll_scope!r}; available: {', '.join(NLL_SCOPES)}")
+    num_pairs = input_ids.shape[0] // 2
+    hidden, aux_loss = _last_hidden_state(model, input_ids, attention_mask, output_router_logits)
+
+    response = labels[:, 1:] != IGNORE_INDEX  # (2B, T-1): position t predicts token t+1
+    needed = response.clone()
+    if nll_scope == "full":
+        needed[:num_pairs] |= attention_mask[:num_pairs, 1:].bool()
+    targets = torch.where(response, labels[:, 1:], input_ids[:, 1:])  # (2B, T-1)
+    rows, cols = needed.nonzero(as_tuple=True)  # (N,), row-major: chosen rows come first
+    grad_positions = None if rejected_grad else int(needed[:num_pairs].sum())
+    logps, logit_means = token_logps(
+        hidden[rows, cols],  # (N, H)
+        model.get_output_embeddings(),
+        targets[rows, cols],
+        chunk_size=chunk_size,
+        grad_positions=grad_positions,
+    )
+
+    is_response = response[rows, cols]  # (N,)
+    zeros = logps.new_zeros(input_ids.shape[0])
+    seq_logps = zeros.index_add(0, rows[is_response], logps[is_response])  # (2B,)
+    logits_sum = zeros.index_add(0, rows[is_response], logit_means[is_response])  # (2B,)
+    counts = response.sum(1)  # (2B,)
+    if nll_scope == "full":
+        chosen = rows < num_pairs
+        nll_sum, nll_count = -logps[chosen].sum(), chosen.sum()
+    elif nll_scope == "completion":
+        nll_sum, nll_count = -seq_logps[:num_pairs].sum(), counts[:num_pairs].sum()
+    else:
+        nll_sum = -(seq_logps[:num_pairs] / counts[:num_pairs]).sum()
+        nll_count = torch.tensor(num_pairs, device=logps.device)
+    return SequenceStats(seq_logps, counts, nll_sum, nll_count, logits_sum, aux_loss)
+
+
+def _last_hidden_state(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, output_router_logits: bool
+) -> tuple[Tensor, Tensor | None]:
+    """(2B, T, H) final (normalised) hidden states, captured from the decoder inside the root
+    forward (so that wrappers such as FSDP see an ordinary call), and the MoE aux loss."""
+    captured: list[Tensor] = []
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    hook = inner.base_model.register_forward_hook(
+        lambda _module, _args, output: captured.append(output.last_hidden_state)
+    )
+    kwargs = {"output_router_logits": True} if output_router_logits else {}
+    try:
+        # logits_to_keep=1: the model's own LM head runs on one position only; we run ours.
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_cache=False,
+            logits_to_keep=1,
+            **kwargs,
+        )
+    finally:
+        hook.remove()
+    return captured[-1], getattr(out, "aux_loss", None)

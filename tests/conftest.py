@@ -1,0 +1,48 @@
+"""Shared fixtures: compose the real configs/train.yaml with Hydra's compose API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+SHARED = ROOT.parent / "shared"
+
+# A few seconds per run: a 1-layer tiny model, a handful of pairs and steps.
+FAST = [
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.accelerator=cpu",
+    "data.builtin.train_size=48",
+    "data.builtin.eval_size=16",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=1",
+    "model.tiny.intermediate_size=64",
+    "callbacks.progress_bar=null",
+    "callbacks.generations.num_prompts=2",
+    "callbacks.generations.max_new_tokens=4",
+]
+
+
+def compose_train(output_dir: Path, overrides: list[str] = (), fast: bool = True) -> DictConfig:
+    """The composed run config, writing to ``output_dir``."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[*(FAST if fast else []), *overrides, f"paths.output_dir={output_dir}"],
+        )
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    def make(*overrides: str, fast: bool = True) -> DictConfig:
+        return compose_train(tmp_path / "run", list(overrides), fast=fast)
+
+    return make
