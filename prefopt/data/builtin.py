@@ -36,24 +36,20 @@ def _successor(rng: random.Random) -> Row:
     return f"What comes after {n}?", f"{n + 1} comes after {n}.", f"{wrong} comes after {n}."
 
 
-def _addition(rng: random.Random) -> Row:
-    # carry-free: the tens are copied and the units follow a 45-entry table a tiny model learns
-    a = rng.randrange(10, 100)
-    while a % 10 == 9:
-        a = rng.randrange(10, 100)
-    b = rng.randrange(1, 10 - a % 10)
-    wrong = a + b + rng.choice([-1, 1])
-    return f"What is {a} + {b}?", f"{a} + {b} = {a + b}.", f"{a} + {b} = {wrong}."
+def _last_digit(rng: random.Random) -> Row:
+    n = rng.randrange(100, 10000)
+    wrong = rng.choice([d for d in range(10) if d != n % 10])
+    return f"Last digit of {n}?", f"{n} ends in {n % 10}.", f"{n} ends in {wrong}."
 
 
 TASKS: dict[str, Callable[[random.Random], Row]] = {
     "parity": _parity,
     "larger": _larger,
     "successor": _successor,
-    "addition": _addition,
+    "last_digit": _last_digit,
 }
-# Distinct prompts per task: 1000 + 90*89 + 999 + 9*45 (carry-free sums) = 10,414.
-_NUM_PROMPTS = 1000 + 90 * 89 + 999 + 9 * 45
+# Distinct prompts per task: 1000 + 90*89 + 999 + 9900 = 19,909.
+_NUM_PROMPTS = 1000 + 90 * 89 + 999 + 9900
 
 
 def generate_rows(num_rows: int, seed: int, exclude: set[str] | None = None) -> list[Row]:

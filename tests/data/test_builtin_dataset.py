@@ -19,8 +19,8 @@ def _is_correct(prompt: str, answer: str) -> bool:
         return answer == f"{max(int(m[1]), int(m[2]))} is larger."
     if m := re.fullmatch(r"What comes after (\d+)\?", prompt):
         return answer == f"{int(m[1]) + 1} comes after {m[1]}."
-    if m := re.fullmatch(r"What is (\d+) \+ (\d+)\?", prompt):
-        return answer == f"{m[1]} + {m[2]} = {int(m[1]) + int(m[2])}."
+    if m := re.fullmatch(r"Last digit of (\d+)\?", prompt):
+        return answer == f"{m[1]} ends in {m[1][-1]}."
     raise AssertionError(f"unknown task: {prompt}")
 
 
@@ -39,7 +39,7 @@ def test_default_sizes_no_prompt_shared_across_splits():
 
 def test_chosen_is_right_rejected_is_wrong_in_the_same_words():
     rows = generate_rows(400, seed=0)
-    prefixes = ("Is ", "Which is larger", "What comes after", "What is ")
+    prefixes = ("Is ", "Which is larger", "What comes after", "Last digit of ")
     counts = [sum(p.startswith(x) for p, _, _ in rows) for x in prefixes]
     assert sum(counts) == 400 and min(counts) > 60  # four tasks, drawn uniformly
     for prompt, chosen, rejected in rows:
@@ -61,8 +61,8 @@ def test_answers_are_balanced_no_surface_shortcut():
 
 
 def test_too_many_rows_fails_with_the_limit():
-    with pytest.raises(ValueError, match="10414 distinct prompts"):
-        builtin_splits(train_size=6000, eval_size=0)
+    with pytest.raises(ValueError, match="19909 distinct prompts"):
+        builtin_splits(train_size=11000, eval_size=0)
 
 
 def test_default_config_path_tokenizes_short_conversational_pairs(builtin_tokenizer):

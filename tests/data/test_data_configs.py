@@ -48,7 +48,7 @@ def _hub_rows(path: str, n: int) -> dict[str, list]:
 
 def _compose(name: str, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(overrides=[f"+data={name}", *overrides]).data
+        return compose(overrides=[f"+data={name}", "+seed=0", *overrides]).data
 
 
 def test_every_data_config_is_tested():
