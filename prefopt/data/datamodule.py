@@ -113,6 +113,7 @@ class PreferenceDataModule(LightningDataModule):
         self.train_dataset: Dataset | None = None
         self.eval_dataset: Dataset | None = None
         self.skipped: dict[str, dict[str, int]] = {}
+        self._resume_position: dict[str, int] | None = None
 
     def prepare_data(self) -> None:
         # Rank 0 fills the datasets cache (download, tokenization) before the other ranks set up.
@@ -213,7 +214,7 @@ class PreferenceDataModule(LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _loader(self, dataset: Dataset, sampler: PreferenceSampler) -> DataLoader:
-        return DataLoader(
+        return _EpochLoader(
             dataset,
             batch_size=sampler.batch_size,
             sampler=sampler,
@@ -235,7 +236,24 @@ class PreferenceDataModule(LightningDataModule):
             rank=rank,
             drop_last=self.drop_last,
         )
+        if self._resume_position is not None:  # restored from a mid-epoch checkpoint
+            sampler.load_state_dict({**self._resume_position, "seed": self.seed})
+            self._resume_position = None
         return self._loader(dataset, sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        """The data position, saved in every checkpoint: the epoch being trained and how many of
+        its batches are done (0 at an epoch's end), so a resumed run skips exactly those."""
+        if self.trainer is None:
+            return {}
+        loop = self.trainer.fit_loop
+        epochs = loop.epoch_progress.current
+        in_epoch = epochs.started > epochs.processed
+        done = loop.epoch_loop.batch_progress.current.processed if in_epoch else 0
+        return {"epoch": epochs.processed, "skip": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_position = dict(state_dict) if state_dict else None
 
     def val_dataloader(self) -> DataLoader | list:
         if self.eval_dataset is None:
@@ -255,3 +273,11 @@ class PreferenceDataModule(LightningDataModule):
         dataset = self._dataset(split)
         sampler = PreferenceSampler([0] * len(dataset), self.eval_batch_size, shuffle=False)
         return self._loader(dataset, sampler)
+
+
+class _EpochLoader(DataLoader):
+    """A DataLoader whose length is always the whole epoch, also while its sampler skips the
+    batches a resumed run already trained on (Lightning counts those as done)."""
+
+    def __len__(self) -> int:
+        return len(self.sampler.batches())

@@ -1,0 +1,54 @@
+"""Runs shared by the scale-out tests (each made once per session): a 1-process run, 2-process DDP
+and FSDP2 runs of the same global batches (DPO with a reference model), and a LoRA + DPO run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefopt.train import train
+from tests.conftest import compose_train
+from tests.distributed.helpers import (
+    FSDP_FLOAT32,
+    LORA_DPO,
+    REFERENCE_MODEL,
+    RUN,
+    TWO_PROCESSES,
+    run_cli,
+)
+
+
+@pytest.fixture(scope="session")
+def single_run(tmp_path_factory) -> Path:
+    """One process, global batch 4, 8 steps of DPO with a reference model (in this process)."""
+    run_dir = tmp_path_factory.mktemp("single") / "run"
+    train(compose_train(run_dir, [*RUN, *REFERENCE_MODEL], fast=False))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory) -> Path:
+    """One process, LoRA with dropout, DPO against the adapter-free model, 8 steps."""
+    run_dir = tmp_path_factory.mktemp("lora") / "run"
+    train(compose_train(run_dir, [*RUN, *LORA_DPO], fast=False))
+    return run_dir
+
+
+def _two_process_run(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    code = run_cli(run_dir, [*REFERENCE_MODEL, *TWO_PROCESSES, *overrides])
+    assert code == 0, run_dir.with_suffix(".log").read_text()[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory) -> Path:
+    """Two processes (gloo) with DDP, 2 pairs each."""
+    return _two_process_run(tmp_path_factory, "ddp", ["strategy=ddp"])
+
+
+@pytest.fixture(scope="session")
+def fsdp_run(tmp_path_factory) -> Path:
+    """Two processes (gloo) with FSDP2 in float32, 2 pairs each, sharded checkpoints."""
+    return _two_process_run(tmp_path_factory, "fsdp", FSDP_FLOAT32)

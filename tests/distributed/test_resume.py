@@ -1,0 +1,85 @@
+"""Exact resume: a run SIGKILLed mid-training continues from its last checkpoint with
+``ckpt_path=last`` and logs the same later metrics as an uninterrupted run; checkpoint files are
+written atomically."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from prefopt.checkpoint import AtomicCheckpointIO, RNGState
+from prefopt.train import train
+from tests.conftest import compose_train
+from tests.distributed.helpers import LORA_DPO, RUN, event_files, metrics, run_cli, scalars
+
+EVERY_3_STEPS = "callbacks.last_checkpoint.every_n_train_steps=3"
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes_with_the_same_later_metrics(lora_run, tmp_path):
+    run_dir = tmp_path / "run"
+    kill = [
+        "+callbacks.kill._target_=tests.distributed.helpers.KillAtStep",
+        "+callbacks.kill.step=7",
+    ]
+    assert run_cli(run_dir, [*LORA_DPO, EVERY_3_STEPS, *kill]) == -signal.SIGKILL
+    assert not (run_dir / "hf_model").exists()
+
+    # the last checkpoint (step 6: epoch 1, 1 of its 5 batches done) holds everything to resume
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["PreferenceDataModule"] == {"epoch": 1, "skip": 1}
+    assert any(key.startswith("RNGState") for key in checkpoint["callbacks"])
+    assert checkpoint["optimizer_states"] and checkpoint["lr_schedulers"]
+    assert not any(k.startswith("reference_model.") for k in checkpoint["state_dict"])  # LoRA
+
+    before = event_files(run_dir)
+    train(compose_train(run_dir, [*RUN, *LORA_DPO, EVERY_3_STEPS, "ckpt_path=last"], fast=False))
+    resumed = metrics(scalars(event_files(run_dir) - before))
+    expected = metrics(scalars(event_files(lora_run)))
+    assert {step for tag, step in resumed if tag == "train/loss"} == {6, 7}  # steps 7 and 8
+    assert ("val/loss", 8) in resumed
+    for key, value in resumed.items():
+        assert value == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key
+
+
+KILLED_SAVE = """
+import os, signal, sys, torch
+from prefopt.checkpoint import AtomicCheckpointIO
+
+class KillWhilePickled:
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+io = AtomicCheckpointIO()
+io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, sys.argv[1])
+io.save_checkpoint({"step": 2, "weights": torch.zeros(3), "x": KillWhilePickled()}, sys.argv[1])
+"""
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / "last.ckpt"
+    proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(path)], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["step"] == 1 and checkpoint["weights"].tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in tmp_path.glob("*.ckpt")] == ["last.ckpt"]  # the partial one is hidden
+
+    AtomicCheckpointIO().save_checkpoint({"step": 3}, path)
+    assert torch.load(path, weights_only=True) == {"step": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # the leftover is cleaned up
+
+
+def test_rng_state_is_restored_when_training_starts():
+    callback = RNGState()
+    torch.manual_seed(0)
+    saved = callback.state_dict()
+    expected = torch.rand(3)
+    torch.rand(5)  # what a resumed run draws before training (e.g. the data iterator's seed)
+    callback.load_state_dict(saved)
+    callback.on_train_start(None, None)
+    assert torch.equal(torch.rand(3), expected)
