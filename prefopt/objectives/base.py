@@ -9,6 +9,7 @@ log, and never look at tokens.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
@@ -79,7 +80,7 @@ class ObjectiveOutput:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Objective:
+class Objective(ABC):
     """Base class: hyperparameters + declarations; subclasses implement :meth:`compute`.
 
     Declarations read by the module (it never branches on an objective's name):
@@ -104,8 +105,9 @@ class Objective:
         out.metrics = {k: v.detach() for k, v in out.metrics.items()}
         return out
 
-    def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:  # pragma: no cover
-        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+    @abstractmethod
+    def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
+        """The loss and metrics of one batch, from upcast, finite inputs."""
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
