@@ -6,6 +6,7 @@ import copy
 import inspect
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import lightning as L
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 from prefopt.metrics import MeanMetrics
 from prefopt.models.logps import SequenceStats, sequence_stats
+from prefopt.models.shared_prompt import SUPPORTED_MODEL_TYPES, supports_prompt_sharing
 from prefopt.objectives import Objective, ObjectiveInputs
 from prefopt.objectives.base import METRIC_NAMES
 
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE_SOURCES = ("precomputed", "model")
 PROGRESS_BAR_KEYS = ("loss", "rewards/accuracies", "margins/avg_logps")
+PROMPT_SHARING = ("auto", True, False)
 
 
 class PreferenceModule(L.LightningModule):
@@ -44,6 +47,10 @@ class PreferenceModule(L.LightningModule):
         gradient_checkpointing: recompute decoder activations in backward.
         compile: ``torch.compile`` the model.
         router_aux_loss_coef: weight of an MoE model's router load-balancing loss (0: off).
+        prompt_sharing: run each pair's prompt through the decoder once for both responses
+            (``prefopt.models.shared_prompt``): ``auto`` where the model supports it, ``True``
+            (an error where it does not) or ``False`` (the default: no measured gain on the
+            benchmark's model, see docs/performance.md). Same losses and gradients either way.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class PreferenceModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         compile: bool = False,
         router_aux_loss_coef: float = 0.0,
+        prompt_sharing: bool | str = False,
     ) -> None:
         super().__init__()
         if reference not in REFERENCE_SOURCES:
@@ -76,8 +84,18 @@ class PreferenceModule(L.LightningModule):
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
+        if prompt_sharing not in PROMPT_SHARING:
+            raise ValueError(f"prompt_sharing must be auto, true or false, got {prompt_sharing!r}")
+        if prompt_sharing is True and not supports_prompt_sharing(model):
+            raise ValueError(
+                f"prompt_sharing=true, but {type(model).__name__} does not support it (supported: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}, without gradient checkpointing); use auto"
+            )
         self.reference_model: nn.Module | None = None
-        if objective.needs_reference and reference == "model":
+        # LoRA (peft): the reference is the policy with its adapters disabled, not a copy
+        in_memory = objective.needs_reference and reference == "model"
+        self.reference_is_base = in_memory and hasattr(model, "disable_adapter")
+        if in_memory and not self.reference_is_base:
             self.reference_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.reference_logps: dict[str, tuple[Tensor, Tensor]] | None = None
         names = ("loss", *METRIC_NAMES, *objective.extra_metrics)
@@ -118,6 +136,11 @@ class PreferenceModule(L.LightningModule):
 
     # ---- the step ----------------------------------------------------------------------------
     def _stats(self, model: nn.Module, batch: dict[str, Tensor], **kwargs) -> SequenceStats:
+        mode = self.hparams.prompt_sharing
+        share = mode is True or (mode == "auto" and not kwargs.get("output_router_logits"))
+        seq_len = batch["input_ids"].shape[1]
+        if share and "prompt_lengths" in batch and supports_prompt_sharing(model, seq_len):
+            kwargs["prompt_lengths"] = batch["prompt_lengths"]
         return sequence_stats(
             model,
             batch["input_ids"],
@@ -133,13 +156,15 @@ class PreferenceModule(L.LightningModule):
             return None, None
         if "ref_chosen_logps" in batch:
             return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
-        if self.reference_model is None:
+        if self.reference_model is None and not self.reference_is_base:
             raise RuntimeError(
                 f"objective {self.objective.name!r} needs reference log-probs, but the batch has "
                 "none and there is no reference model (reference=precomputed needs on_fit_start)"
             )
-        with torch.no_grad():
-            stats = self._stats(self.reference_model, batch)
+        reference = self.model if self.reference_is_base else self.reference_model
+        adapters_off = self.model.disable_adapter() if self.reference_is_base else nullcontext()
+        with torch.no_grad(), adapters_off:
+            stats = self._stats(reference, batch)
         logps = stats.avg_logps if self.objective.reduction == "mean" else stats.logps
         num_pairs = logps.shape[0] // 2
         return logps[:num_pairs], logps[num_pairs:]
@@ -216,7 +241,8 @@ class PreferenceModule(L.LightningModule):
         }
         for logger in self.loggers if counts else ():
             logger.log_metrics(counts, step=0)
-        if not self.objective.needs_reference or self.reference_model is not None:
+        in_memory = self.reference_model is not None or self.reference_is_base
+        if not self.objective.needs_reference or in_memory:
             return
         if self.reference_logps is None:  # not restored from a checkpoint
             splits = [s for s in ("train", "eval") if getattr(datamodule, f"{s}_dataset", None)]

@@ -19,12 +19,18 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from prefopt import export
+from prefopt.checkpoint import AtomicCheckpointIO
 from prefopt.config import ConfigError, check_config
 from prefopt.data import load_tokenizer
 from prefopt.hparams import log_hyperparameters
 from prefopt.module import PreferenceModule
+from prefopt.peft import check_peft_config
+from prefopt.strategies import check_strategy_config
 
 log = logging.getLogger("prefopt")
 
@@ -52,12 +58,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and validate as ``cfg`` says; return the final ``val/`` metrics."""
     objective = instantiate(cfg.objective)
     check_config(cfg, objective)
+    check_peft_config(cfg)
+    check_strategy_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    if rank_zero_only.rank == 0:  # written first: prefopt-export rebuilds the model from it
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     model = instantiate(cfg.model, tokenizer=tokenizer)
+    if cfg.get("peft"):
+        model = instantiate(cfg.peft)(model)
     module = instantiate(
         cfg.module,
         model=model,
@@ -69,25 +82,43 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     strategy = instantiate(cfg.strategy) if cfg.get("strategy") else "auto"
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=callbacks, strategy=strategy
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        strategy=strategy,
+        plugins=[AtomicCheckpointIO()],  # a killed save never leaves a broken checkpoint
     )
     log_hyperparameters(trainer, cfg, metric_tags=SUMMARY_KEYS)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     final = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if cfg.get("save_hf_model", True):
+        _save_hf(trainer, module, tokenizer, cfg, output_dir / "hf_model")
     if trainer.is_global_zero:
-        _save(module, tokenizer, cfg, output_dir)
         _print_summary(final, output_dir)
     return final
 
 
-def _save(module: PreferenceModule, tokenizer, cfg: DictConfig, output_dir: Path) -> None:
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
-    if cfg.get("save_hf_model", True):
-        hf_dir = output_dir / "hf_model"
-        module.model.save_pretrained(hf_dir)
-        tokenizer.save_pretrained(hf_dir)
+def _save_hf(
+    trainer: L.Trainer, module: PreferenceModule, tokenizer, cfg: DictConfig, hf_dir: Path
+) -> None:
+    """Write the trained policy (LoRA merged) in the transformers format; runs on every rank,
+    since a sharded model is first gathered (rank 0 gets the full weights)."""
+    if getattr(trainer.strategy, "zero_stage_3", False):
+        log.warning("DeepSpeed ZeRO-3: no hf_model written; run prefopt-export on a checkpoint")
+        return
+    model = module.model
+    if isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(trainer.strategy.model, options=options)
+        if trainer.is_global_zero:
+            model = export.build_model(cfg)[0]
+            model.load_state_dict(export.policy_weights(state))
+    if trainer.is_global_zero:
+        export.save_hf(model, tokenizer, hf_dir, merge_lora=True)
         log.info("saved the trained model (transformers format) to %s", hf_dir)
 
 
@@ -111,7 +142,10 @@ def main(cfg: DictConfig) -> float | None:
         print(f"prefopt-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     except BaseException as err:
-        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        root = err
+        while root.__cause__ is not None:  # e.g. the ValueError inside InstantiationException
+            root = root.__cause__
+        last = traceback.format_exception_only(type(root), root)[-1].strip()
         _write_status(output_dir, status="failed", error=last)
         raise
     _write_status(output_dir, status="completed", metrics=final)

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+from prefopt.models.fused_head import head_logps
+from prefopt.models.shared_prompt import shared_prompt_hidden
 
 IGNORE_INDEX = -100
 NLL_SCOPES = ("full", "completion", "completion_seq")
@@ -48,9 +50,12 @@ class SequenceStats:
 
 def _score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
     """(N, H) hidden states -> (N,) log-prob of ``targets`` and (N,) vocabulary-mean logit."""
-    logits = F.linear(hidden, weight, bias).float()  # (N, V)
-    logps = -F.cross_entropy(logits, targets, reduction="none")  # (N,)
-    return logps, logits.detach().mean(-1)
+    logps = head_logps(hidden, weight, bias, targets)  # (N,); one (N, V) buffer, see fused_head
+    with torch.no_grad():  # mean_v(h . w_v + b_v) = h . mean_v(w_v) + mean(b): no (N, V) pass
+        means = hidden.float() @ weight.mean(0, dtype=torch.float32)  # (N,); no float W copy
+        if bias is not None:
+            means += bias.mean(dtype=torch.float32)
+    return logps, means
 
 
 def token_logps(
@@ -110,6 +115,7 @@ def sequence_stats(
     chunk_size: int | None = 4096,
     rejected_grad: bool = True,
     output_router_logits: bool = False,
+    prompt_lengths: Tensor | None = None,
 ) -> SequenceStats:
     """One forward over the concatenated batch, then per-sequence log-probs and the NLL.
 
@@ -125,6 +131,9 @@ def sequence_stats(
         chunk_size: see :func:`token_logps`.
         rejected_grad: when False, the rejected rows are scored without gradients.
         output_router_logits: ask an MoE model for its router load-balancing loss.
+        prompt_lengths: (B,) prompt tokens of each pair; when given, each prompt runs through the
+            decoder once for both responses (``shared_prompt_hidden``; the caller checks
+            ``supports_prompt_sharing``, both in :mod:`prefopt.models.shared_prompt`).
 
     Returns:
         :class:`SequenceStats` for the 2B rows.
@@ -132,7 +141,15 @@ def sequence_stats(
     if nll_scope not in NLL_SCOPES:
         raise ValueError(f"unknown nll_scope {nll_scope!r}; available: {', '.join(NLL_SCOPES)}")
     num_pairs = input_ids.shape[0] // 2
-    hidden, aux_loss = _last_hidden_state(model, input_ids, attention_mask, output_router_logits)
+    if prompt_lengths is not None:  # each prompt once, for both responses
+        if output_router_logits:
+            raise ValueError("prompt sharing does not support output_router_logits (MoE)")
+        hidden = shared_prompt_hidden(model, input_ids, attention_mask, prompt_lengths)
+        aux_loss = None
+    else:
+        hidden, aux_loss = _last_hidden_state(
+            model, input_ids, attention_mask, output_router_logits
+        )
 
     response = labels[:, 1:] != IGNORE_INDEX  # (2B, T-1): position t predicts token t+1
     needed = response.clone()
