@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from prefopt.metrics import MeanMetrics
+from prefopt.models.load import enable_activation_checkpointing
 from prefopt.models.logps import SequenceStats, sequence_stats
 from prefopt.models.shared_prompt import SUPPORTED_MODEL_TYPES, supports_prompt_sharing
 from prefopt.objectives import Objective, ObjectiveInputs
@@ -81,9 +82,7 @@ class PreferenceModule(L.LightningModule):
         if disable_dropout:
             _disable_dropout(model)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            enable_activation_checkpointing(model)
         if prompt_sharing not in PROMPT_SHARING:
             raise ValueError(f"prompt_sharing must be auto, true or false, got {prompt_sharing!r}")
         if prompt_sharing is True and not supports_prompt_sharing(model):

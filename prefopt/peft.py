@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from prefopt.config import ConfigError
+from prefopt.models.load import load_pretrained_model
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def load_quantized_model(
     check_4bit_support()
     if name_or_path is None:
         raise ConfigError("peft=qlora quantizes a pretrained model: set model.name_or_path")
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     options = dict(quantization or {})
     config = BitsAndBytesConfig(
@@ -129,16 +130,12 @@ def load_quantized_model(
         bnb_4bit_use_double_quant=options.get("double_quant", True),
         bnb_4bit_compute_dtype=getattr(torch, options.get("compute_dtype", "bfloat16")),
     )
-    model = AutoModelForCausalLM.from_pretrained(
+    return load_pretrained_model(
         name_or_path,
-        quantization_config=config,
-        dtype=getattr(torch, torch_dtype) if torch_dtype else None,
+        tokenizer,
+        torch_dtype=torch_dtype,
         attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code,
         revision=revision,
+        quantization_config=config,
     )
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model

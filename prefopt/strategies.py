@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from prefopt.config import ConfigError
+from prefopt.models.load import enable_activation_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         if isinstance(module, FSDPModule):  # configure_model runs again for trainer.validate
             return module
         if self.activation_checkpointing:  # per decoder layer; FSDP2 unshards for the recompute
-            module.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            enable_activation_checkpointing(module)
         kwargs: dict[str, Any] = {
             "mesh": self.device_mesh["data_parallel"],
             "mp_policy": MixedPrecisionPolicy(self.param_dtype, self.reduce_dtype),
@@ -212,7 +211,5 @@ class FSDP1Strategy(FSDPStrategy):
         classes = decoder_layer_classes(self.lightning_module)
         self.kwargs["auto_wrap_policy"] = ModuleWrapPolicy(classes)
         if self.activation_checkpointing:  # transformers' own, per decoder layer
-            self.lightning_module.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            enable_activation_checkpointing(self.lightning_module.model)
         super().setup(trainer)

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -76,11 +77,13 @@ def load_pretrained_model(
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    **from_pretrained_kwargs: Any,
 ) -> PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained`` (a Hub name or a local folder).
 
     The embedding matrix is grown if the tokenizer has more tokens than the model (e.g. an added
-    pad token); it is never shrunk.
+    pad token); it is never shrunk. Extra keyword arguments (e.g. ``quantization_config``) go to
+    ``from_pretrained``.
     """
     dtype = getattr(torch, torch_dtype) if torch_dtype not in (None, "auto") else torch_dtype
     model = AutoModelForCausalLM.from_pretrained(
@@ -89,6 +92,7 @@ def load_pretrained_model(
         attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code,
         revision=revision,
+        **from_pretrained_kwargs,
     )
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
@@ -114,3 +118,13 @@ def load_model(
     if name_or_path is None:
         return build_tiny_model(tokenizer, **(tiny or {}))
     return load_pretrained_model(name_or_path, tokenizer, **pretrained_kwargs)
+
+
+def enable_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant), with
+    transformers' ``activation_checkpointing_enable`` (5.x) or ``gradient_checkpointing_enable``."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
