@@ -40,6 +40,25 @@ def compose_train(output_dir: Path, overrides: list[str] = (), fast: bool = True
         )
 
 
+def assert_generates(folder: Path, new_tokens: int = 4) -> None:
+    """The folder loads with transformers (model + tokenizer with its chat template) and greedily
+    generates ``new_tokens`` tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Is 12 odd or even?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(
+        **prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+    )
+    assert out.shape[1] == prompt["input_ids"].shape[1] + new_tokens
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     def make(*overrides: str, fast: bool = True) -> DictConfig:

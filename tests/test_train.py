@@ -10,12 +10,11 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prefopt.config import ConfigError
 from prefopt.objectives.base import METRIC_NAMES
 from prefopt.train import train
-from tests.conftest import CONFIG_DIR, compose_train
+from tests.conftest import CONFIG_DIR, assert_generates, compose_train
 
 
 def _events(run_dir: Path) -> EventAccumulator:
@@ -61,17 +60,7 @@ def test_tensorboard_holds_hparams_generations_and_final_values(make_cfg):
 def test_exported_model_loads_with_transformers_and_generates(make_cfg):
     cfg = make_cfg()
     train(cfg)
-    hf_dir = Path(cfg.paths.output_dir) / "hf_model"
-    model = AutoModelForCausalLM.from_pretrained(hf_dir)
-    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Is 12 odd or even?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
-    assert out.shape[1] == prompt["input_ids"].shape[1] + 5 or tokenizer.eos_token_id in out[0]
+    assert_generates(Path(cfg.paths.output_dir) / "hf_model", new_tokens=5)
 
 
 def test_dpo_with_a_reference_model_in_memory_matches_precomputed(make_cfg, tmp_path):

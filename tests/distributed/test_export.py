@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from prefopt.export import export, main
+from tests.conftest import assert_generates
 
 
 def _logits(folder: Path, input_ids: torch.Tensor) -> torch.Tensor:
@@ -19,25 +20,12 @@ def _logits(folder: Path, input_ids: torch.Tensor) -> torch.Tensor:
         return model(input_ids=input_ids).logits
 
 
-def _generates(folder: Path) -> None:
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Is 12 odd or even?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    out = model.generate(**prompt, max_new_tokens=4, do_sample=False, min_new_tokens=4)
-    assert out.shape[1] == prompt["input_ids"].shape[1] + 4
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("run", ["ddp_run", "fsdp_run"])
 def test_a_strategy_checkpoint_exports_the_trained_model(request, tmp_path, run):
     run_dir = request.getfixturevalue(run)
     out = export(run_dir, tmp_path / "hf")  # the run's checkpoints/last.ckpt (file or shards)
-    _generates(out)
+    assert_generates(out)
     ids = torch.tensor([[1, 72, 105, 33, 10]])
     # the last checkpoint holds the final weights: the same as the run's own hf_model
     torch.testing.assert_close(_logits(out, ids), _logits(run_dir / "hf_model", ids))
@@ -50,8 +38,8 @@ def test_a_lora_checkpoint_exports_merged_or_as_an_adapter(lora_run, tmp_path):
     adapter = export(checkpoint, tmp_path / "adapter", merge_lora=False)
     assert not (merged / "adapter_config.json").exists()
     assert (adapter / "adapter_config.json").exists() and (adapter / "base").is_dir()
-    _generates(merged)
-    _generates(adapter)  # transformers loads the base and applies the adapter
+    assert_generates(merged)
+    assert_generates(adapter)  # transformers loads the base and applies the adapter
     ids = torch.tensor([[1, 72, 105, 33, 10]])
     expected = _logits(lora_run / "hf_model", ids)
     torch.testing.assert_close(_logits(merged, ids), expected, rtol=1e-5, atol=1e-5)
