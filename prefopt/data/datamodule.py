@@ -166,7 +166,8 @@ class PreferenceDataModule(LightningDataModule):
     def set_reference_logps(
         self, split: str, chosen: Sequence[float], rejected: Sequence[float]
     ) -> None:
-        """Store precomputed reference log-probs (summed over response tokens) with the dataset.
+        """Store precomputed reference log-probs with the dataset (one value per response,
+        reduced as the objective declares: summed for DPO, per-token means for ``mean`` ones).
 
         Args:
             split: ``train`` or ``eval``.
@@ -189,6 +190,10 @@ class PreferenceDataModule(LightningDataModule):
         for column, column_values in values.items():
             dataset = dataset.add_column(column, column_values)
         setattr(self, f"{split}_dataset", dataset)
+
+    def splits(self) -> list[str]:
+        """The splits that exist after setup: ``train`` and, if there is one, ``eval``."""
+        return [s for s in ("train", "eval") if getattr(self, f"{s}_dataset") is not None]
 
     def _dataset(self, split: str) -> Dataset:
         if split not in ("train", "eval"):

@@ -1,8 +1,11 @@
-"""Build the causal LM: a tiny random one from a config (offline default) or a pretrained one."""
+"""Build the causal LM: a tiny random one from a config (offline default) or a pretrained one,
+optionally 4-bit and with LoRA adapters, and the surgery training needs (dropout off,
+activation checkpointing) — all where the model is built, so the training module only trains."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -105,19 +108,54 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase,
     name_or_path: str | None = None,
     tiny: dict[str, Any] | None = None,
+    quantization: dict[str, Any] | None = None,
+    peft: Callable[[nn.Module], nn.Module] | None = None,
+    disable_dropout: bool = True,
+    gradient_checkpointing: bool = False,
     **pretrained_kwargs: Any,
-) -> PreTrainedModel:
-    """The model a ``configs/model/*.yaml`` describes.
+) -> nn.Module:
+    """The model a ``configs/model/*.yaml`` describes, ready to train.
 
     Args:
         tokenizer: the run's tokenizer (sizes the tiny model's vocabulary).
         name_or_path: a Hub name or local folder; ``None`` builds the tiny model.
         tiny: keyword arguments of :func:`build_tiny_model` (used when ``name_or_path`` is None).
+        quantization: load the pretrained weights in 4 bits (QLoRA; ``peft=qlora`` sets it):
+            ``quant_type``, ``double_quant``, ``compute_dtype`` (see
+            :func:`prefopt.models.peft.quantization_config`).
+        peft: wraps the loaded model with adapters (``configs/peft/*.yaml``), or ``None``.
+        disable_dropout: zero every dropout probability, adapters' included (as TRL does).
+        gradient_checkpointing: recompute decoder activations in backward.
         **pretrained_kwargs: keyword arguments of :func:`load_pretrained_model`.
     """
+    if quantization:
+        from prefopt.models.peft import quantization_config
+
+        if name_or_path is None:
+            from prefopt.errors import ConfigError
+
+            raise ConfigError("peft=qlora quantizes a pretrained model: set model.name_or_path")
+        pretrained_kwargs["quantization_config"] = quantization_config(**quantization)
     if name_or_path is None:
-        return build_tiny_model(tokenizer, **(tiny or {}))
-    return load_pretrained_model(name_or_path, tokenizer, **pretrained_kwargs)
+        model = build_tiny_model(tokenizer, **(tiny or {}))
+    else:
+        model = load_pretrained_model(name_or_path, tokenizer, **pretrained_kwargs)
+    if peft is not None:
+        model = peft(model)
+    if disable_dropout:
+        _disable_dropout(model)
+    if gradient_checkpointing:
+        enable_activation_checkpointing(model)
+    return model
+
+
+def _disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0 (modules and attention-dropout attributes)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
 
 
 def enable_activation_checkpointing(model: nn.Module) -> None:

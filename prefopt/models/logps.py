@@ -9,6 +9,7 @@ in chunks of ``chunk_size`` positions; with gradients, each chunk is recomputed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,10 +17,17 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from prefopt.models.fused_head import head_logps
-from prefopt.models.shared_prompt import shared_prompt_hidden
+from prefopt.models.shared_prompt import (
+    SUPPORTED_MODEL_TYPES,
+    shared_prompt_hidden,
+    supports_prompt_sharing,
+)
 
 IGNORE_INDEX = -100
 NLL_SCOPES = ("full", "completion", "completion_seq")
+PROMPT_SHARING = ("auto", True, False)
+# (hidden (N, H), weight (V, H), bias (V,) or None, targets (N,)) -> (logps (N,), logit means (N,))
+ChunkScorer = Callable[[Tensor, Tensor, Tensor | None, Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -48,6 +56,72 @@ class SequenceStats:
         return self.logps / self.counts
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How a batch is scored: the settings of :func:`sequence_stats` that stay fixed for a run.
+
+    Attributes:
+        nll_scope: which tokens the NLL covers and how it is pooled (see :func:`sequence_stats`).
+        chunk_size: positions per LM-head chunk (``None``: no chunking).
+        prompt_sharing: run each pair's prompt through the decoder once for both responses
+            (:mod:`prefopt.models.shared_prompt`): ``"auto"`` where the model supports it,
+            ``True`` (:meth:`check` raises where it does not) or ``False``. Same losses and
+            gradients either way.
+        score_chunk: the LM-head chunk scorer (see :func:`token_logps`; ``None``: the fused one).
+    """
+
+    nll_scope: str = "full"
+    chunk_size: int | None = 4096
+    prompt_sharing: bool | str = False
+    score_chunk: ChunkScorer | None = None
+
+    def __post_init__(self) -> None:
+        if self.nll_scope not in NLL_SCOPES:
+            raise ValueError(
+                f"unknown nll_scope {self.nll_scope!r}; available: {', '.join(NLL_SCOPES)}"
+            )
+        if self.prompt_sharing not in PROMPT_SHARING:
+            raise ValueError(
+                f"prompt_sharing must be auto, true or false, got {self.prompt_sharing!r}"
+            )
+
+    def check(self, model: nn.Module) -> None:
+        """Raise one line if ``prompt_sharing=True`` but ``model`` does not support it."""
+        if self.prompt_sharing is True and not supports_prompt_sharing(model):
+            raise ValueError(
+                f"prompt_sharing=true, but {type(model).__name__} does not support it (supported: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}, without gradient checkpointing); use auto"
+            )
+
+    def __call__(
+        self,
+        model: nn.Module,
+        batch: dict[str, Tensor],
+        rejected_grad: bool = True,
+        output_router_logits: bool = False,
+    ) -> SequenceStats:
+        """:func:`sequence_stats` of a collated batch (``docs/_interfaces.md``)."""
+        share = self.prompt_sharing is True or (
+            self.prompt_sharing == "auto" and not output_router_logits
+        )
+        prompt_lengths = None  # rows longer than a sliding window: the unshared forward
+        if share and "prompt_lengths" in batch:
+            if supports_prompt_sharing(model, batch["input_ids"].shape[1]):
+                prompt_lengths = batch["prompt_lengths"]
+        return sequence_stats(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["labels"],
+            nll_scope=self.nll_scope,
+            chunk_size=self.chunk_size,
+            rejected_grad=rejected_grad,
+            output_router_logits=output_router_logits,
+            prompt_lengths=prompt_lengths,
+            score_chunk=self.score_chunk,
+        )
+
+
 def _score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
     """(N, H) hidden states -> (N,) log-prob of ``targets`` and (N,) vocabulary-mean logit."""
     logps = head_logps(hidden, weight, bias, targets)  # (N,); one (N, V) buffer, see fused_head
@@ -64,6 +138,7 @@ def token_logps(
     targets: Tensor,
     chunk_size: int | None = 4096,
     grad_positions: int | None = None,
+    score_chunk: ChunkScorer | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Log-probs of ``targets`` under ``head(hidden)``, in float32, chunk by chunk.
 
@@ -74,6 +149,8 @@ def token_logps(
         chunk_size: positions per chunk; ``None`` scores all positions at once.
         grad_positions: only the first ``grad_positions`` positions need gradients (the rest
             are scored under ``torch.no_grad``); ``None`` means all.
+        score_chunk: ``(hidden, weight, bias, targets) -> (logps, logit_means)`` of one chunk
+            (default: the fused head; the benchmark swaps in ``F.cross_entropy`` to measure it).
 
     Returns:
         ``(logps, logit_means)``, each (N,); ``logit_means`` is detached.
@@ -82,6 +159,7 @@ def token_logps(
     grad_positions = n if grad_positions is None else grad_positions
     chunk_size = chunk_size or max(n, 1)
     weight, bias = head.weight, getattr(head, "bias", None)
+    score = score_chunk or _score_chunk
     logps, means = [], []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
@@ -93,11 +171,11 @@ def token_logps(
             needs_grad = lo < grad_positions and torch.is_grad_enabled()
             if not needs_grad:
                 with torch.no_grad():
-                    out = _score_chunk(*args)
+                    out = score(*args)
             elif n > chunk_size:  # recompute logits in backward: memory ~ chunk x V
-                out = checkpoint(_score_chunk, *args, use_reentrant=False)
+                out = checkpoint(score, *args, use_reentrant=False)
             else:
-                out = _score_chunk(*args)
+                out = score(*args)
             logps.append(out[0])
             means.append(out[1])
     if not logps:
@@ -116,6 +194,7 @@ def sequence_stats(
     rejected_grad: bool = True,
     output_router_logits: bool = False,
     prompt_lengths: Tensor | None = None,
+    score_chunk: ChunkScorer | None = None,
 ) -> SequenceStats:
     """One forward over the concatenated batch, then per-sequence log-probs and the NLL.
 
@@ -134,6 +213,7 @@ def sequence_stats(
         prompt_lengths: (B,) prompt tokens of each pair; when given, each prompt runs through the
             decoder once for both responses (``shared_prompt_hidden``; the caller checks
             ``supports_prompt_sharing``, both in :mod:`prefopt.models.shared_prompt`).
+        score_chunk: see :func:`token_logps`.
 
     Returns:
         :class:`SequenceStats` for the 2B rows.
@@ -164,6 +244,7 @@ def sequence_stats(
         targets[rows, cols],
         chunk_size=chunk_size,
         grad_positions=grad_positions,
+        score_chunk=score_chunk,
     )
 
     is_response = response[rows, cols]  # (N,)

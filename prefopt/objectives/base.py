@@ -16,6 +16,9 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from prefopt.objectives.functional import log_odds as odds_ratio
+from prefopt.objectives.functional import upcast
+
 Reduction = Literal["mean", "sum"]
 
 # Every objective returns these (see preference_metrics and docs/metrics.md).
@@ -53,6 +56,8 @@ class ObjectiveInputs:
         chosen_logits: () mean logit over the chosen response positions and the vocabulary
             (metrics only; optional).
         rejected_logits: () same for the rejected responses.
+        chosen_lengths: (B,) number of chosen response tokens (optional).
+        rejected_lengths: (B,) same for the rejected responses.
     """
 
     chosen_logps: Tensor
@@ -64,6 +69,8 @@ class ObjectiveInputs:
     ref_rejected_logps: Tensor | None = None
     chosen_logits: Tensor | None = None
     rejected_logits: Tensor | None = None
+    chosen_lengths: Tensor | None = None
+    rejected_lengths: Tensor | None = None
 
     def logps(self, reduction: Reduction) -> tuple[Tensor, Tensor]:
         """(chosen, rejected) log-probs, each (B,), in the given reduction."""
@@ -138,7 +145,7 @@ def _upcast(inputs: ObjectiveInputs) -> ObjectiveInputs:
     for f in fields(inputs):
         value = getattr(inputs, f.name)
         if value is not None and value.dtype in (torch.float16, torch.bfloat16):
-            changes[f.name] = value.float()
+            changes[f.name] = upcast(value)
     return dataclasses.replace(inputs, **changes) if changes else inputs
 
 
@@ -146,8 +153,8 @@ def preference_metrics(
     inputs: ObjectiveInputs,
     rewards_chosen: Tensor,
     rewards_rejected: Tensor,
-    log_odds: Tensor,
     reduction: Reduction,
+    log_odds: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The metric set every objective logs, with TRL's names and meanings.
 
@@ -155,13 +162,16 @@ def preference_metrics(
         inputs: the batch statistics.
         rewards_chosen: (B,) the objective's implicit reward of the chosen response.
         rewards_rejected: (B,) same for the rejected response.
-        log_odds: (B,) ORPO's log odds ratio of chosen over rejected (paper Eq. 6-7).
         reduction: which log-probs ``logps/*`` report (TRL: mean for ORPO, sum for DPO).
+        log_odds: (B,) ORPO's log odds ratio of chosen over rejected (paper Eq. 6-7), if the
+            objective computed it already; otherwise computed here from the mean log-probs.
 
     Returns:
         ``{name: tensor}`` with (B,) per-pair values or () scalars; see ``docs/metrics.md``.
     """
     chosen, rejected = inputs.logps(reduction)
+    if log_odds is None:
+        log_odds = odds_ratio(inputs.chosen_avg_logps, inputs.rejected_avg_logps)
     avg_margin = inputs.chosen_avg_logps - inputs.rejected_avg_logps
     metrics = {
         "rewards/chosen": rewards_chosen,

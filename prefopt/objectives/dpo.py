@@ -5,14 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefopt.objectives import register
-from prefopt.objectives.base import (
-    Objective,
-    ObjectiveInputs,
-    ObjectiveOutput,
-    preference_metrics,
-)
-from prefopt.objectives.orpo import log_odds
+from prefopt.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, preference_metrics
+from prefopt.objectives.registry import register
 
 
 def dpo_loss(
@@ -86,7 +80,6 @@ class DPO(Objective):
             inputs,
             rewards_chosen=rewards_chosen,
             rewards_rejected=rewards_rejected,
-            log_odds=log_odds(inputs.chosen_avg_logps, inputs.rejected_avg_logps),
             reduction=self.reduction,
         )
         return ObjectiveOutput(loss=loss, metrics=metrics)

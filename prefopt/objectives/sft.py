@@ -6,14 +6,8 @@ rejected response without gradients), so SFT and ORPO curves overlay in TensorBo
 
 from __future__ import annotations
 
-from prefopt.objectives import register
-from prefopt.objectives.base import (
-    Objective,
-    ObjectiveInputs,
-    ObjectiveOutput,
-    preference_metrics,
-)
-from prefopt.objectives.orpo import log_odds
+from prefopt.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, preference_metrics
+from prefopt.objectives.registry import register
 
 
 @register("sft")
@@ -37,7 +31,6 @@ class SFT(Objective):
             inputs,
             rewards_chosen=self.lam * inputs.chosen_avg_logps,
             rewards_rejected=self.lam * inputs.rejected_avg_logps,
-            log_odds=log_odds(inputs.chosen_avg_logps, inputs.rejected_avg_logps),
             reduction=self.reduction,
         )
         return ObjectiveOutput(loss=inputs.nll_loss, metrics=metrics)

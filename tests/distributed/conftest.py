@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefopt.train import train
+from prefopt.cli.train import train
 from tests.conftest import compose_train
 from tests.distributed.helpers import (
     FSDP_FLOAT32,
@@ -52,3 +52,13 @@ def ddp_run(tmp_path_factory) -> Path:
 def fsdp_run(tmp_path_factory) -> Path:
     """Two processes (gloo) with FSDP2 in float32, 2 pairs each, sharded checkpoints."""
     return _two_process_run(tmp_path_factory, "fsdp", FSDP_FLOAT32)
+
+
+@pytest.fixture(scope="session", params=["completion", "completion_seq"])
+def scope_runs(request, tmp_path_factory) -> tuple[Path, Path]:
+    """The same DPO + NLL runs with another ``module.nll_scope``: 1 process and 2 (DDP)."""
+    scope = [f"module.nll_scope={request.param}"]
+    single = tmp_path_factory.mktemp(f"single_{request.param}") / "run"
+    train(compose_train(single, [*RUN, *REFERENCE_MODEL, *scope], fast=False))
+    ddp = _two_process_run(tmp_path_factory, f"ddp_{request.param}", ["strategy=ddp", *scope])
+    return single, ddp

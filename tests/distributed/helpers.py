@@ -31,19 +31,26 @@ REFERENCE_MODEL = ["objective=dpo", "objective.nll_coef=0.5", "module.reference=
 LORA_DPO = [
     "peft=lora",
     "peft.dropout=0.1",
-    "module.disable_dropout=false",
+    "model.disable_dropout=false",
     "objective=dpo",
     "module.reference=model",
 ]
-TWO_PROCESSES = ["trainer.devices=2", "data.batch_size=2"]
+TWO_PROCESSES = ["trainer.devices=2", "data.batch_size=2", "data.eval_batch_size=4"]
 FSDP_FLOAT32 = ["strategy=fsdp", "strategy.param_dtype=null", "strategy.reduce_dtype=null"]
 
 Scalars = dict[tuple[str, int], float]
 
 
 def run_cli(run_dir: Path, overrides: Iterable[str], timeout: float = 240) -> int:
-    """``python -m prefopt.train RUN... overrides hydra.run.dir=run_dir``; the return code."""
-    command = [sys.executable, "-m", "prefopt.train", *RUN, *overrides, f"hydra.run.dir={run_dir}"]
+    """``python -m prefopt.cli.train RUN... overrides hydra.run.dir=run_dir``; the return code."""
+    command = [
+        sys.executable,
+        "-m",
+        "prefopt.cli.train",
+        *RUN,
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+    ]
     log = run_dir.with_suffix(".log")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:

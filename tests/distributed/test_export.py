@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prefopt.export import export, main
+from prefopt.cli.export import export, main
 from tests.conftest import assert_generates
 
 

@@ -9,13 +9,14 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from prefopt.config import ConfigError
+from prefopt.cli.train import train
 from prefopt.data import build_builtin_tokenizer
+from prefopt.errors import ConfigError
 from prefopt.models import build_tiny_model, sequence_stats
-from prefopt.module import PreferenceModule
+from prefopt.models.peft import apply_lora
+from prefopt.models.reference import AdaptersOffReference
 from prefopt.objectives.dpo import DPO
-from prefopt.peft import apply_lora
-from prefopt.train import train
+from prefopt.training import PreferenceModule
 from tests.conftest import compose_train
 
 
@@ -39,10 +40,11 @@ def test_lora_dpo_reference_is_the_base_model_without_a_copy():
     module = PreferenceModule(
         model, DPO(beta=0.1), partial(torch.optim.AdamW, lr=1e-3), reference="model"
     )
-    assert module.reference_model is None  # no second copy of the weights
+    assert isinstance(module.reference, AdaptersOffReference)
+    assert not any(name.startswith("reference.") for name in module.state_dict())  # no copy
 
     batch = _batch()
-    ref_chosen, ref_rejected = module._reference(batch)
+    ref_chosen, ref_rejected = module.reference.logps(module.model, batch, module.scoring, "sum")
     plain = build_tiny_model(build_builtin_tokenizer(), hidden_size=32, num_layers=2, num_heads=4)
     plain.load_state_dict(base)
     expected = sequence_stats(plain, batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -72,8 +74,9 @@ def test_lora_run_trained_only_the_adapters(lora_run):
 
 def test_qlora_composes_and_stops_in_one_line_without_cuda(tmp_path):
     cfg = compose_train(tmp_path, ["peft=qlora"])
-    assert cfg.model._target_ == "prefopt.peft.load_quantized_model"
+    assert cfg.model._target_ == "prefopt.models.load_model"
     assert cfg.model.quantization.quant_type == "nf4" and cfg.peft.r == 16
+    assert cfg.peft._target_ == "prefopt.models.peft.apply_lora"
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the CPU error does not apply")
     with pytest.raises(ConfigError, match="peft=qlora loads 4-bit weights .* needs a CUDA GPU"):

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from prefopt.checkpoint import AtomicCheckpointIO, RNGState
-from prefopt.train import train
+from prefopt.cli.train import train
+from prefopt.training.checkpoint import AtomicCheckpointIO, RNGState
 from tests.conftest import compose_train
 from tests.distributed.helpers import LORA_DPO, RUN, event_files, metrics, run_cli, scalars
 
@@ -35,7 +35,7 @@ def test_a_run_killed_mid_training_resumes_with_the_same_later_metrics(lora_run,
     assert checkpoint["PreferenceDataModule"] == {"epoch": 1, "skip": 1}
     assert any(key.startswith("RNGState") for key in checkpoint["callbacks"])
     assert checkpoint["optimizer_states"] and checkpoint["lr_schedulers"]
-    assert not any(k.startswith("reference_model.") for k in checkpoint["state_dict"])  # LoRA
+    assert not any(k.startswith("reference.") for k in checkpoint["state_dict"])  # LoRA
 
     before = event_files(run_dir)
     train(compose_train(run_dir, [*RUN, *LORA_DPO, EVERY_3_STEPS, "ckpt_path=last"], fast=False))
@@ -49,7 +49,7 @@ def test_a_run_killed_mid_training_resumes_with_the_same_later_metrics(lora_run,
 
 KILLED_SAVE = """
 import os, signal, sys, torch
-from prefopt.checkpoint import AtomicCheckpointIO
+from prefopt.training.checkpoint import AtomicCheckpointIO
 
 class KillWhilePickled:
     def __reduce__(self):
@@ -83,3 +83,26 @@ def test_rng_state_is_restored_when_training_starts():
     callback.load_state_dict(saved)
     callback.on_train_start(None, None)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_resumed_dpo_run_keeps_the_reference_scored_before_training(tmp_path):
+    """module.reference=precomputed: the reference log-probs come back from the checkpoint. Were
+    they scored again by the trained policy at resume, the later rewards would differ."""
+    dpo = [
+        *RUN,
+        "objective=dpo",
+        "scheduler=constant",
+        "callbacks.last_checkpoint.every_n_train_steps=4",
+    ]
+    whole = tmp_path / "whole"
+    train(compose_train(whole, dpo, fast=False))
+    split = tmp_path / "split"
+    train(compose_train(split, [*dpo, "trainer.max_steps=4"], fast=False))
+    first = event_files(split)
+    train(compose_train(split, [*dpo, "ckpt_path=last"], fast=False))
+    resumed = metrics(scalars(event_files(split) - first))
+    expected = metrics(scalars(event_files(whole)))
+    assert ("train/rewards/margins", 7) in resumed
+    for key, value in resumed.items():
+        if key[1] > 4:  # the steps trained after the resume (the final validation included)
+            assert value == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key

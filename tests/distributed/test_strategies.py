@@ -14,11 +14,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from torch.distributed.checkpoint import FileSystemReader
 
-from prefopt.config import ConfigError
+from prefopt.cli.train import train
 from prefopt.data import build_builtin_tokenizer
+from prefopt.errors import ConfigError
 from prefopt.models import build_tiny_model
-from prefopt.strategies import FSDP1Strategy, FSDP2Strategy, _publish, decoder_layers
-from prefopt.train import train
+from prefopt.training.strategies import FSDP1Strategy, FSDP2Strategy, _publish, decoder_layers
 from tests.conftest import compose_train
 from tests.distributed.helpers import event_files, metrics, scalars
 
@@ -43,6 +43,13 @@ def test_ddp_two_processes_log_the_global_metrics_of_one_process(single_run, ddp
 
 
 @pytest.mark.slow
+def test_ddp_matches_one_process_for_the_completion_nll_scopes(scope_runs):
+    """Token-pooled over ranks (completion) and per-sequence means (completion_seq)."""
+    single, ddp = scope_runs
+    _assert_same_metrics(single, ddp)
+
+
+@pytest.mark.slow
 def test_fsdp2_two_processes_log_the_global_metrics_of_one_process(single_run, fsdp_run):
     _assert_same_metrics(single_run, fsdp_run)
     last = fsdp_run / "checkpoints" / "last.ckpt"
@@ -50,7 +57,7 @@ def test_fsdp2_two_processes_log_the_global_metrics_of_one_process(single_run, f
     assert last.is_symlink() and len(list(last.glob("*.distcp"))) == 2
     # the policy and the DPO reference model are both sharded over the two ranks
     stored = FileSystemReader(last).read_metadata().state_dict_metadata
-    for prefix in ("state_dict.model.", "state_dict.reference_model."):
+    for prefix in ("state_dict.model.", "state_dict.reference.model."):
         shards = [len(m.chunks) for k, m in stored.items() if k.startswith(prefix)]
         assert shards and set(shards) == {2}, prefix
     assert (fsdp_run / "hf_model" / "model.safetensors").is_file()  # gathered at the end

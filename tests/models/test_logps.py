@@ -6,6 +6,7 @@ from torch.testing import assert_close
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from prefopt.models.logps import sequence_stats, token_logps
+from prefopt.models.oracle import full_logits_stats
 
 VOCAB = 50
 
@@ -46,36 +47,21 @@ def _batch():
     return input_ids, attention, labels
 
 
-def _direct(model, input_ids, attention, labels):
-    """Straightforward reference: full (2B, T, V) logits, log_softmax, gather, mask, sum."""
-    logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
-    logp = logits[:, :-1].log_softmax(-1)
-    targets = input_ids[:, 1:]
-    tok = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (2B, T-1)
-    resp = labels[:, 1:] != -100
-    real = attention[:, 1:].bool()
-    seq = (tok * resp).sum(1)
-    counts = resp.sum(1)
-    return {
-        "logps": seq,
-        "counts": counts,
-        "full": -(tok[:2] * real[:2]).sum() / real[:2].sum(),
-        "completion": -seq[:2].sum() / counts[:2].sum(),
-        "completion_seq": -(seq[:2] / counts[:2]).mean(),
-        "logits": (logits[:, :-1].mean(-1) * resp).sum(1),
-    }
+def _direct(model, input_ids, attention, labels, scope="full"):
+    """The full-logits oracle: (2B, T, V) logits, log_softmax, gather, mask, reduce."""
+    return full_logits_stats(model, input_ids, attention, labels, scope)
 
 
 @pytest.mark.parametrize("scope", ["full", "completion", "completion_seq"])
 @pytest.mark.parametrize("chunk_size", [None, 3])
 def test_matches_direct_computation(model, scope, chunk_size):
     batch = _batch()
-    ref = _direct(model, *batch)
+    ref = _direct(model, *batch, scope=scope)
     stats = sequence_stats(model, *batch, nll_scope=scope, chunk_size=chunk_size)
-    assert_close(stats.logps, ref["logps"])
-    assert stats.counts.tolist() == [4, 1, 2, 3]
-    assert_close(stats.nll_sum / stats.nll_count, ref[scope])
-    assert_close(stats.logits_sum, ref["logits"])
+    assert_close(stats.logps, ref.logps)
+    assert stats.counts.tolist() == ref.counts.tolist() == [4, 1, 2, 3]
+    assert_close(stats.nll_sum / stats.nll_count, ref.nll_sum / ref.nll_count)
+    assert_close(stats.logits_sum, ref.logits_sum)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 2, 5])
@@ -95,8 +81,7 @@ def test_gradients_match_direct_computation(model, chunk_size):
 
     def direct():
         r = _direct(model, *batch)
-        avg = r["logps"] / r["counts"]
-        return r["full"] - (avg[:2] - avg[2:]).mean()
+        return r.nll_sum / r.nll_count - (r.avg_logps[:2] - r.avg_logps[2:]).mean()
 
     for a, b in zip(grads(ours), grads(direct)):
         assert_close(a, b, atol=1e-6, rtol=1e-5)

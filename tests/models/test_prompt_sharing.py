@@ -11,9 +11,9 @@ from prefopt.data.collate import PreferenceCollator
 from prefopt.models import logps as logps_module
 from prefopt.models.logps import _last_hidden_state, sequence_stats
 from prefopt.models.shared_prompt import shared_prompt_hidden, supports_prompt_sharing
-from prefopt.module import PreferenceModule
 from prefopt.objectives.orpo import ORPO
 from prefopt.objectives.sft import SFT
+from prefopt.training import PreferenceModule
 
 VOCAB = 61
 
@@ -130,7 +130,7 @@ def _module(model, prompt_sharing, objective=None):
     )
 
 
-def test_module_flag_selects_the_route_and_keeps_the_loss(monkeypatch):
+def test_scoring_flag_selects_the_route_and_keeps_the_loss(monkeypatch):
     calls = []
     original = logps_module.shared_prompt_hidden
 
@@ -144,7 +144,8 @@ def test_module_flag_selects_the_route_and_keeps_the_loss(monkeypatch):
         losses = {}
         for flag in (False, "auto", True):
             calls.clear()
-            stats = _module(_model(), flag, objective)._stats(_model(), batch)
+            scoring = _module(_model(), flag, objective).scoring
+            stats = scoring(_model(), batch, rejected_grad=objective.rejected_grad)
             losses[flag] = stats.nll_sum / stats.nll_count
             assert len(calls) == (0 if flag is False else 1), flag
         assert_close(losses["auto"], losses[False])

@@ -1,0 +1,95 @@
+"""Checks of a composed config, run before any model or data is loaded (one line each)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from prefopt.errors import ConfigError
+from prefopt.models.logps import NLL_SCOPES
+from prefopt.models.peft import check_4bit_support
+from prefopt.models.reference import REFERENCE_SOURCES
+from prefopt.objectives import Objective
+
+# What a config from a run folder (prefopt-export) may instantiate.
+TRUSTED_TARGET_PREFIXES = ("prefopt.", "torch.", "transformers.", "peft.", "lightning.")
+
+
+def check_config(cfg: DictConfig, objective: Objective) -> None:
+    """Raise :class:`ConfigError` for the first impossible combination found."""
+    data = cfg.data
+    if data.get("max_prompt_length") is not None and data.max_prompt_length >= data.max_length:
+        raise ConfigError(
+            f"data.max_prompt_length ({data.max_prompt_length}) must be smaller than "
+            f"data.max_length ({data.max_length}): no room would be left for the response"
+        )
+    nll_scope = cfg.module.get("nll_scope")
+    if nll_scope not in NLL_SCOPES:
+        raise ConfigError(f"module.nll_scope={nll_scope!r} is not one of: {', '.join(NLL_SCOPES)}")
+    reference = cfg.module.get("reference")
+    if objective.needs_reference and reference not in REFERENCE_SOURCES:
+        raise ConfigError(
+            f"objective {objective.name!r} needs a reference but module.reference={reference!r}; "
+            f"use one of: {', '.join(REFERENCE_SOURCES)}"
+        )
+    if cfg.trainer.get("use_distributed_sampler", False):
+        raise ConfigError(
+            "trainer.use_distributed_sampler must be false: the datamodule shards the data itself "
+            "(so that every arm and every world size sees the same global batches)"
+        )
+    check_peft_config(cfg)
+    check_strategy_config(cfg)
+
+
+def check_peft_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` if ``cfg.peft`` cannot run here."""
+    if not cfg.get("peft"):
+        return
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigError("peft adapters need the peft package: pip install 'prefopt[peft]'")
+    if cfg.model.get("quantization"):
+        check_4bit_support()
+
+
+def check_strategy_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` if ``cfg.strategy`` cannot run here."""
+    target = str((cfg.get("strategy") or {}).get("_target_", ""))
+    if target.endswith("DeepSpeedStrategy") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            "the DeepSpeed strategies need deepspeed, which is not installed: "
+            "pip install 'prefopt[deepspeed]' (CUDA GPUs only)"
+        )
+
+
+def _targets(node: object, path: str) -> Iterator[tuple[str, object]]:
+    """``(key path, target)`` of every ``_target_`` in a plain dict/list tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _targets(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _targets(item, f"{path}[{i}]")
+
+
+def check_trusted_targets(node: DictConfig | None, source: str) -> None:
+    """Refuse a config node that would instantiate anything but prefopt's, torch's,
+    transformers', peft's or lightning's own classes and functions (a run folder's config is
+    data, not code: a ``_target_: os.system`` there must not run).
+
+    Raises:
+        ConfigError: naming the key and the target.
+    """
+    if node is None:
+        return
+    tree = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+    for path, target in _targets(tree, source):
+        if not isinstance(target, str) or not target.startswith(TRUSTED_TARGET_PREFIXES):
+            raise ConfigError(
+                f"{path}._target_={target!r} is not allowed: a run folder's config may only name "
+                f"{', '.join(p.rstrip('.') for p in TRUSTED_TARGET_PREFIXES)} classes"
+            )

@@ -1,0 +1,124 @@
+"""Callbacks: the reference precompute, dropped-row counts, and greedy generations in TensorBoard.
+
+They hold what used to make the training module reach back into the data: each reads the data
+module through its public methods (``predict_dataloader``, ``set_reference_logps``, ``skipped``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from prefopt.models.reference import PrecomputedReference, score_pairs
+
+log = logging.getLogger(__name__)
+
+
+class PrecomputeReference(L.Callback):
+    """Score every train and eval pair once with the initial policy, before training, and store
+    the values with the data (``set_reference_logps``), for ``module.reference=precomputed``.
+
+    The values are kept in this callback's checkpoint state, so a resumed run restores them
+    instead of scoring the (now trained) policy. They follow the objective's ``reduction``
+    (summed for DPO, per-token means for a ``mean`` objective). Does nothing unless the module's
+    objective needs a reference and its provider is :class:`PrecomputedReference`.
+    """
+
+    def __init__(self) -> None:
+        self.logps: dict[str, tuple[Tensor, Tensor]] | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(getattr(pl_module, "reference", None), PrecomputedReference):
+            return
+        datamodule = trainer.datamodule
+        if self.logps is None:  # not restored from a checkpoint
+            self.logps = {
+                split: score_pairs(
+                    pl_module.model,
+                    datamodule.predict_dataloader(split),
+                    pl_module.scoring,
+                    pl_module.objective.reduction,
+                    pl_module.device,
+                )
+                for split in datamodule.splits()
+            }
+        for split, (chosen, rejected) in self.logps.items():
+            datamodule.set_reference_logps(split, chosen.tolist(), rejected.tolist())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"logps": self.logps} if self.logps is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.logps = state_dict.get("logps")
+
+
+class SkippedRows(L.Callback):
+    """Log the data module's dropped-row counts once, as ``data/skipped/<split>/<reason>``."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        skipped = getattr(trainer.datamodule, "skipped", None) or {}
+        counts = {
+            f"data/skipped/{split}/{reason}": float(n)
+            for split, reasons in skipped.items()
+            for reason, n in reasons.items()
+        }
+        for logger in trainer.loggers if counts else ():
+            logger.log_metrics(counts, step=0)
+
+
+class GenerationLogger(L.Callback):
+    """At each validation, greedily complete the first ``num_prompts`` eval prompts.
+
+    The table (prompt, generation, chosen) goes to TensorBoard's Text tab as ``val/generations``.
+    All ranks generate (sharded models need every rank in the forward); rank 0 logs.
+
+    Args:
+        num_prompts: how many eval prompts (0 disables the callback).
+        max_new_tokens: generation length.
+    """
+
+    def __init__(self, num_prompts: int = 4, max_new_tokens: int = 32) -> None:
+        self.num_prompts = num_prompts
+        self.max_new_tokens = max_new_tokens
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.num_prompts <= 0 or trainer.sanity_checking:
+            return
+        datamodule = trainer.datamodule
+        rows = datamodule.eval_dataset.select(
+            range(min(self.num_prompts, len(datamodule.eval_dataset)))
+        )
+        tokenizer = datamodule.tokenizer
+        lines = ["| prompt | generation | chosen |", "|---|---|---|"]
+        was_training = pl_module.model.training
+        pl_module.model.eval()
+        for row in rows:
+            prompt = torch.tensor([row["prompt_input_ids"]], device=pl_module.device)
+            with torch.no_grad():
+                out = pl_module.model.generate(
+                    input_ids=prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            cells = (
+                tokenizer.decode(row["prompt_input_ids"], skip_special_tokens=True),
+                tokenizer.decode(out[0, prompt.shape[1] :], skip_special_tokens=True),
+                tokenizer.decode(row["chosen_input_ids"], skip_special_tokens=True),
+            )
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        pl_module.model.train(was_training)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                logger.experiment.add_text("val/generations", "\n".join(lines), trainer.global_step)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()

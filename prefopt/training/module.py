@@ -1,0 +1,147 @@
+"""PreferenceModule: a LightningModule that trains a causal LM with any registered objective.
+
+It only trains: the model arrives built (``prefopt.models.load_model``: surgery and adapters done),
+the loss of a batch is :func:`prefopt.training.step.batch_loss`, reference log-probs come from a
+provider (``prefopt.models.reference``), and the reference precompute, data statistics and
+generations are callbacks (``prefopt.training.callbacks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from prefopt.models.logps import Scoring
+from prefopt.models.reference import ReferenceProvider, make_reference
+from prefopt.objectives import Objective
+from prefopt.objectives.base import METRIC_NAMES
+from prefopt.training.metrics import MeanMetrics
+from prefopt.training.step import BatchLoss, batch_loss
+
+PROGRESS_BAR_KEYS = ("loss", "rewards/accuracies", "margins/avg_logps")
+
+
+class PreferenceModule(L.LightningModule):
+    """Trains a causal LM on preference pairs with a registered objective.
+
+    The module reads the objective's declarations (``needs_reference``, ``reduction``,
+    ``rejected_grad``) and never its name.
+
+    Args:
+        model: a Hugging Face causal LM (built by ``prefopt.models.load_model``).
+        objective: a registered :class:`~prefopt.objectives.Objective`.
+        optimizer: ``partial`` building the optimizer from parameter groups.
+        scheduler: ``partial`` building a step-wise LR scheduler, called as
+            ``scheduler(optimizer=..., num_training_steps=...)``
+            (``transformers.get_scheduler``), or ``None``.
+        reference: where reference log-probs come from when the objective needs them: a
+            provider, or its name (``precomputed``, ``model``; see
+            :func:`prefopt.models.reference.make_reference`).
+        nll_scope: which tokens the NLL covers and how it is pooled (see ``Scoring``).
+        logits_chunk_size: positions per LM-head chunk (``None``: no chunking).
+        prompt_sharing: run each prompt once for both responses (``auto``, ``True``, ``False``).
+        router_aux_loss_coef: weight of an MoE model's router load-balancing loss (0: off).
+        compile: ``torch.compile`` the model (after sharding).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        reference: ReferenceProvider | str = "precomputed",
+        nll_scope: str = "full",
+        logits_chunk_size: int | None = 4096,
+        prompt_sharing: bool | str = False,
+        router_aux_loss_coef: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scoring = Scoring(nll_scope, logits_chunk_size, prompt_sharing)
+        self.scoring.check(model)
+        if isinstance(reference, str):
+            reference = make_reference(reference, model) if objective.needs_reference else None
+        self.reference = reference
+        self.router_aux_loss_coef = router_aux_loss_coef
+        self.compile_model = compile
+        names = ("loss", *METRIC_NAMES, *objective.extra_metrics)
+        self.train_metrics = MeanMetrics(names, dist_sync_on_step=True)
+        self.val_metrics = MeanMetrics(names)
+
+    def configure_model(self) -> None:
+        """Let a sharding strategy (e.g. FSDP2) shard the policy and a reference model."""
+        shard = getattr(self.trainer.strategy, "shard_module", None)
+        if shard is not None:
+            for module in (self.model, *getattr(self.reference, "models", ())):
+                shard(module)
+        if self.compile_model:
+            self.model.compile()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(parameter_groups(self.model))
+        if self.scheduler_factory is None:
+            return optimizer
+        steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, num_training_steps=steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def loss(self, batch: dict[str, Tensor]) -> BatchLoss:
+        """:func:`batch_loss` of ``batch`` with this module's model, objective and settings."""
+        return batch_loss(
+            self.model,
+            self.objective,
+            batch,
+            self.scoring,
+            self.reference,
+            reduce=self._mean_over_ranks,
+            router_aux_loss_coef=self.router_aux_loss_coef,
+        )
+
+    def _mean_over_ranks(self, value: Tensor) -> Tensor:
+        trainer = self._trainer  # None outside a Trainer: one process
+        return value if trainer is None else trainer.strategy.reduce(value, reduce_op="mean")
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.loss(batch)
+        self._log("train", self.train_metrics(out.values, out.weights))  # this batch, synced
+        return out.loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        out = self.loss(batch)
+        self.val_metrics.update(out.values, out.weights)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log("val", self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.train_metrics.reset()
+
+    def _log(self, stage: str, values: dict[str, Tensor]) -> None:
+        for key, value in values.items():
+            self.log(f"{stage}/{key}", value, prog_bar=key in PROGRESS_BAR_KEYS, sync_dist=False)
+
+
+def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters in two groups: weight decay on matrices, none on biases and norms."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [
+        {"params": decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+    return [g for g in groups if g["params"]]
