@@ -37,3 +37,13 @@ class TrainingError(UserError, RuntimeError):
 
 class MissingDependencyError(UserError, ImportError):
     """An optional package the requested feature needs is not installed (the fix: pip install)."""
+
+
+def brief(err: BaseException, limit: int = 200) -> str:
+    """A library exception's message as one short line: white space folded, cut after its first
+    sentence or ``limit`` characters (for quoting inside a :class:`UserError`'s message)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    end = text.find(". ", 40)
+    if 0 < end < limit:
+        return text[: end + 1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Iterator
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,8 +18,35 @@ from prefopt.objectives import Objective
 TRUSTED_TARGET_PREFIXES = ("prefopt.", "torch.", "transformers.", "peft.", "lightning.")
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for a value outside its range."""
+    lr = cfg.optimizer.get("lr")
+    if not _number(lr) or lr <= 0:
+        raise ConfigError(
+            f"optimizer.lr={lr!r} must be a finite number > 0 (e.g. 1e-3 tiny, 5e-6 7B)"
+        )
+    data = cfg.data
+    for key in ("batch_size", "eval_batch_size"):
+        value = data.get(key)
+        if value is None and key == "eval_batch_size":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"data.{key}={value!r} must be a whole number of pairs >= 1")
+    steps = cfg.trainer.get("max_steps")
+    if steps is not None and (not isinstance(steps, int) or steps == 0 or steps < -1):
+        raise ConfigError(f"trainer.max_steps={steps!r} must be >= 1 (or -1: use max_epochs)")
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None and (not _number(clip) or clip < 0):
+        raise ConfigError(f"trainer.gradient_clip_val={clip!r} must be a finite number >= 0")
+
+
 def check_config(cfg: DictConfig, objective: Objective) -> None:
-    """Raise :class:`ConfigError` for the first impossible combination found."""
+    """Raise :class:`ConfigError` for the first impossible value or combination found."""
+    check_values(cfg)
     data = cfg.data
     if data.get("max_prompt_length") is not None and data.max_prompt_length >= data.max_length:
         raise ConfigError(

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 from transformers import PreTrainedTokenizerBase
 
 from prefopt.data.collate import PreferenceCollator
@@ -19,9 +20,12 @@ from prefopt.data.sampler import PreferenceSampler
 from prefopt.data.sources import load_raw_splits
 from prefopt.data.tokenize import Truncation, tokenize_split
 from prefopt.data.tokenizer import load_tokenizer
+from prefopt.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+# fewer eval pairs than this: the val/ metrics mean little (a warning says so)
+MIN_EVAL_PAIRS = 20
 
 
 class PreferenceDataModule(LightningDataModule):
@@ -110,10 +114,19 @@ class PreferenceDataModule(LightningDataModule):
         self.max_samples = {"train": max_train_samples, "eval": max_eval_samples}
         self.builtin = dict(builtin) if builtin else {}
         self.cache_dir = cache_dir
-        self.train_dataset: Dataset | None = None
-        self.eval_dataset: Dataset | None = None
+        # the tokenized splits; loaders read them through _SplitView, so columns added later
+        # (set_reference_logps) reach loaders made before
+        self._splits: dict[str, Dataset] = {}
         self.skipped: dict[str, dict[str, int]] = {}
         self._resume_position: dict[str, int] | None = None
+
+    @property
+    def train_dataset(self) -> Dataset | None:
+        return self._splits.get("train")
+
+    @property
+    def eval_dataset(self) -> Dataset | None:
+        return self._splits.get("eval")
 
     def prepare_data(self) -> None:
         # Rank 0 fills the datasets cache (download, tokenization) before the other ranks set up.
@@ -126,7 +139,7 @@ class PreferenceDataModule(LightningDataModule):
         if self.train_dataset is not None:
             return
         if self.tokenizer is None:
-            raise ValueError(
+            raise ConfigError(
                 "PreferenceDataModule has no tokenizer: pass tokenizer= ('builtin' or one)"
             )
         raw = load_raw_splits(
@@ -143,6 +156,13 @@ class PreferenceDataModule(LightningDataModule):
         spec = resolve_format(
             raw[0], source, self.format, self.prompt, self.columns, self.implicit_prompt_marker
         )
+        if spec.conversational and not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"{source}: the rows are chat messages, but the tokenizer "
+                f"({getattr(self.tokenizer, 'name_or_path', '') or type(self.tokenizer).__name__})"
+                " has no chat template: use a tokenizer that has one (model.tokenizer=...), or "
+                "data.format=standard for string rows"
+            )
         built = {}
         for split, dataset in zip(("train", "eval"), raw):
             if dataset is None:
@@ -159,9 +179,25 @@ class PreferenceDataModule(LightningDataModule):
                 log.info("%s: dropped %d of %d rows: %s", where, count, len(dataset), reason)
             if len(tokenized) == 0:
                 counts = ", ".join(f"{r}: {c}" for r, c in skipped.items()) or "the split is empty"
-                raise ValueError(f"{where}: no usable rows left ({counts})")
+                raise DataError(
+                    f"{where}: no usable rows left ({counts}); see docs/data.md for the formats "
+                    "and the drop reasons"
+                )
             built[split] = tokenized
-        self.train_dataset, self.eval_dataset = built["train"], built.get("eval")
+        self._splits.update(built)
+        if self.eval_dataset is not None and len(self.eval_dataset) < MIN_EVAL_PAIRS:
+            key = (
+                "data.builtin.eval_size"
+                if self.path == "builtin"
+                else "data.eval_fraction"
+                if self.eval_split is None
+                else "data.eval_split"
+            )
+            log.warning(
+                "the eval split has only %d pair(s): its val/ metrics will be noisy; raise %s",
+                len(self.eval_dataset),
+                key,
+            )
 
     def set_reference_logps(
         self, split: str, chosen: Sequence[float], rejected: Sequence[float]
@@ -189,7 +225,7 @@ class PreferenceDataModule(LightningDataModule):
         dataset = dataset.remove_columns([c for c in REF_COLUMNS if c in dataset.column_names])
         for column, column_values in values.items():
             dataset = dataset.add_column(column, column_values)
-        setattr(self, f"{split}_dataset", dataset)
+        self._splits[split] = dataset
 
     def splits(self) -> list[str]:
         """The splits that exist after setup: ``train`` and, if there is one, ``eval``."""
@@ -218,9 +254,9 @@ class PreferenceDataModule(LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: Dataset, sampler: PreferenceSampler) -> DataLoader:
+    def _loader(self, split: str, sampler: PreferenceSampler) -> DataLoader:
         return _EpochLoader(
-            dataset,
+            _SplitView(self._splits, split),
             batch_size=sampler.batch_size,
             sampler=sampler,
             collate_fn=PreferenceCollator(self.tokenizer.pad_token_id),
@@ -241,10 +277,16 @@ class PreferenceDataModule(LightningDataModule):
             rank=rank,
             drop_last=self.drop_last,
         )
+        if not sampler.batches():
+            raise DataError(
+                f"{len(dataset)} training pair(s) make no batch of data.batch_size="
+                f"{self.batch_size} on {replicas} process(es) with data.drop_last={self.drop_last}:"
+                " lower data.batch_size, set data.drop_last=false, or use more data"
+            )
         if self._resume_position is not None:  # restored from a mid-epoch checkpoint
             sampler.load_state_dict({**self._resume_position, "seed": self.seed})
             self._resume_position = None
-        return self._loader(dataset, sampler)
+        return self._loader("train", sampler)
 
     def state_dict(self) -> dict[str, int]:
         """The data position, saved in every checkpoint: the epoch being trained and how many of
@@ -271,13 +313,30 @@ class PreferenceDataModule(LightningDataModule):
             num_replicas=replicas,
             rank=rank,
         )
-        return self._loader(self.eval_dataset, sampler)
+        return self._loader("eval", sampler)
 
     def predict_dataloader(self, split: str = "train") -> DataLoader:
         """All rows of ``split`` in dataset order, unsharded (for the reference log-prob pass)."""
         dataset = self._dataset(split)
         sampler = PreferenceSampler([0] * len(dataset), self.eval_batch_size, shuffle=False)
-        return self._loader(dataset, sampler)
+        return self._loader(split, sampler)
+
+
+class _SplitView(TorchDataset):
+    """The current dataset of a split, looked up at every access (a loader made before
+    ``set_reference_logps`` still sees the columns it adds)."""
+
+    def __init__(self, splits: dict[str, Dataset], split: str) -> None:
+        self.splits, self.split = splits, split
+
+    def __len__(self) -> int:
+        return len(self.splits[self.split])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.splits[self.split][index]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        return self.splits[self.split].__getitems__(indices)  # one arrow read per batch
 
 
 class _EpochLoader(DataLoader):

@@ -14,6 +14,8 @@ from typing import Any
 
 from datasets import Dataset
 
+from prefopt.errors import ConfigError
+
 FIELDS = ("prompt", "system", "chosen", "rejected")
 Messages = list[dict[str, Any]]
 Text = str | Messages
@@ -43,9 +45,9 @@ class FormatSpec:
 def check_options(format: str, prompt: str) -> None:
     """Fail with one line on an unknown ``format`` or ``prompt`` setting."""
     if format not in ("auto", "standard", "conversational"):
-        raise ValueError(f"format must be auto, standard or conversational, got {format!r}")
+        raise ConfigError(f"data.format={format!r} must be auto, standard or conversational")
     if prompt not in ("auto", "explicit", "implicit"):
-        raise ValueError(f"prompt must be auto, explicit or implicit, got {prompt!r}")
+        raise ConfigError(f"data.prompt={prompt!r} must be auto, explicit or implicit")
 
 
 def _kind(values: list[Any]) -> str | None:
@@ -78,19 +80,19 @@ def resolve_format(
         The resolved :class:`FormatSpec`.
 
     Raises:
-        ValueError: unknown field or source column, or a forced setting the data cannot satisfy.
+        ConfigError: unknown field or source column, or a forced setting the data cannot satisfy.
     """
     check_options(format, prompt)
     available = dataset.column_names
     mapping = dict(columns or {})
     for field, column in mapping.items():
         if field not in FIELDS:
-            raise ValueError(
-                f"columns: unknown field {field!r}; expected one of {', '.join(FIELDS)}"
+            raise ConfigError(
+                f"data.columns: unknown field {field!r}; expected one of {', '.join(FIELDS)}"
             )
         if column not in available:
-            raise ValueError(
-                f"{source}: columns maps {field} -> {column!r}, which is not a column; "
+            raise ConfigError(
+                f"{source}: data.columns maps {field} -> {column!r}, which is not a column; "
                 f"available: {', '.join(available)}"
             )
     for field in FIELDS:
@@ -98,8 +100,8 @@ def resolve_format(
             mapping[field] = field
     for field in ("chosen", "rejected"):
         if field not in mapping:
-            raise ValueError(
-                f"{source}: no {field!r} column (map one with columns.{field}); "
+            raise ConfigError(
+                f"{source}: no {field!r} column (map one with data.columns.{field}=NAME); "
                 f"available: {', '.join(available)}"
             )
     head = dataset.select(range(min(100, len(dataset))))
@@ -109,20 +111,24 @@ def resolve_format(
     # prompt string, chosen = whole conversation) is not the prompt: extract it (as TRL does).
     explicit = prompt_kind is not None and prompt_kind == response_kind
     if prompt == "explicit" and "prompt" not in mapping:
-        raise ValueError(
-            f"{source}: prompt: explicit but no 'prompt' column (map one with columns.prompt); "
-            f"available: {', '.join(available)}"
+        raise ConfigError(
+            f"{source}: data.prompt=explicit but there is no 'prompt' column (map one with "
+            f"data.columns.prompt=NAME); available: {', '.join(available)}"
         )
     if prompt != "auto":
         explicit = prompt == "explicit"
     if not explicit:
         mapping.pop("prompt", None)
     if format == "standard" and response_kind == "messages":
-        raise ValueError(f"{source}: format: standard, but {mapping['chosen']!r} holds messages")
+        raise ConfigError(
+            f"{source}: data.format=standard, but the {mapping['chosen']!r} column holds chat "
+            "messages: use data.format=auto or conversational"
+        )
     wrap = format == "conversational" and response_kind == "string"
     if wrap and not explicit:
-        raise ValueError(
-            f"{source}: format: conversational on string responses needs an explicit prompt column"
+        raise ConfigError(
+            f"{source}: data.format=conversational on string responses needs an explicit prompt "
+            "column: use data.format=auto, or map one with data.columns.prompt=NAME"
         )
     return FormatSpec(
         conversational=response_kind == "messages" or wrap,
@@ -145,6 +151,36 @@ def _is_empty(value: Text) -> bool:
     if isinstance(value, str):
         return not value.strip()
     return all(not m["content"].strip() for m in value)
+
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def role_problem(prompt: Messages, chosen: Messages, rejected: Messages) -> str | None:
+    """Why a conversational pair's roles cannot be trained on, or ``None``.
+
+    The responses must be assistant turns only (else the model would learn a user's words as its
+    answer), the prompt must end with a non-assistant turn (the generation prompt follows it), and
+    the prompt's roles must be in a chat's order: an optional system message first, then a user
+    turn before any assistant turn.
+
+    Returns:
+        ``unknown_role``, ``response_not_assistant``, ``prompt_ends_with_assistant``,
+        ``roles_out_of_order``, or ``None``.
+    """
+    if any(m["role"] not in ROLES for m in (*prompt, *chosen, *rejected)):
+        return "unknown_role"
+    if any(m["role"] != "assistant" for m in (*chosen, *rejected)):
+        return "response_not_assistant"
+    if prompt and prompt[-1]["role"] == "assistant":
+        return "prompt_ends_with_assistant"
+    roles = [m["role"] for m in prompt]
+    if "system" in roles[1:]:
+        return "roles_out_of_order"
+    turns = [r for r in roles if r != "system"]
+    if turns and turns[0] != "user":
+        return "roles_out_of_order"
+    return None
 
 
 def _split_implicit(chosen: Text, rejected: Text, marker: str | None) -> tuple[Text, Text, Text]:
@@ -171,7 +207,8 @@ def normalize_row(row: Mapping[str, Any], spec: FormatSpec) -> tuple[Text, Text,
     Returns:
         Strings (standard) or message lists (conversational), the prompt ending where the
         response starts; or one of ``missing_field``, ``bad_type``, ``identical_responses``,
-        ``no_shared_prompt``, ``empty_response``, ``empty_prompt``.
+        ``no_shared_prompt``, ``empty_response``, ``empty_prompt``, or one of
+        :func:`role_problem`'s reasons.
     """
     cols = spec.columns
     values = {field: row[column] for field, column in cols.items()}
@@ -204,6 +241,10 @@ def normalize_row(row: Mapping[str, Any], spec: FormatSpec) -> tuple[Text, Text,
             prompt = f"{system}\n\n{prompt}"
     if spec.conversational and not prompt:
         return "empty_prompt"
+    if spec.conversational:
+        problem = role_problem(prompt, chosen, rejected)
+        if problem is not None:
+            return problem
     return prompt, chosen, rejected
 
 

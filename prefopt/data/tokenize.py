@@ -24,6 +24,7 @@ from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from prefopt.data.formats import FormatSpec, Text, normalize_row
+from prefopt.errors import ConfigError, DataError
 
 COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
 
@@ -48,17 +49,21 @@ class Truncation:
 
     def __post_init__(self) -> None:
         if self.truncation_mode not in ("keep_end", "keep_start"):
-            raise ValueError(
-                f"truncation_mode must be keep_end or keep_start, got {self.truncation_mode!r}"
+            raise ConfigError(
+                f"data.truncation_mode={self.truncation_mode!r} must be keep_end or keep_start"
             )
+        for key in ("max_length", "max_prompt_length", "drop_prompts_longer_than"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{key}={value!r} must be a positive number of tokens")
         if (
             self.max_length is not None
             and self.max_prompt_length is not None
             and self.max_prompt_length >= self.max_length
         ):
-            raise ValueError(
-                f"max_prompt_length ({self.max_prompt_length}) must be smaller than "
-                f"max_length ({self.max_length})"
+            raise ConfigError(
+                f"data.max_prompt_length ({self.max_prompt_length}) must be smaller than "
+                f"data.max_length ({self.max_length})"
             )
 
 
@@ -135,7 +140,7 @@ def tokenize_batch(
         try:
             texts += _render(*row, tokenizer)
         except TemplateError as err:
-            raise ValueError(f"{source}: row {idx}: the chat template failed: {err}") from err
+            raise DataError(f"{source}: row {idx}: the chat template failed: {err}") from err
         out["skip_reason"].append("")
         kept.append(i)
     ids = tokenizer(texts, add_special_tokens=not spec.conversational)["input_ids"] if texts else []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from prefopt.errors import ConfigError, DataError, DataNotFoundError, brief
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -61,6 +65,10 @@ def build_builtin_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+# files from which transformers can tell which tokenizer a folder holds
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """Load ``"builtin"`` (the byte-level tokenizer above) or any tokenizer by name or folder.
 
@@ -69,10 +77,46 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
     Returns:
         The tokenizer, with ``pad_token`` set to ``eos_token`` when it had none.
+
+    Raises:
+        DataNotFoundError: a folder that does not exist, or a name that is neither a folder nor in
+            the Hugging Face cache (and the Hub is unreachable).
+        DataError: a folder transformers cannot read as a tokenizer.
+        ConfigError: a tokenizer with neither a pad nor an EOS token (batches cannot be padded).
     """
     if name_or_path == "builtin":
         return build_builtin_tokenizer()
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    folder = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or folder.exists()
+    if looks_local and not folder.is_dir():
+        raise DataNotFoundError(f"{name_or_path}: no such tokenizer folder")
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        found = ", ".join(sorted(p.name for p in folder.iterdir())[:6]) or "nothing"
+        raise DataError(
+            f"{name_or_path}: no tokenizer.json, tokenizer_config.json or config.json (found "
+            f"{found}), so transformers cannot tell which tokenizer this is: save it with "
+            "tokenizer.save_pretrained(folder), or add a tokenizer_config.json naming its "
+            "tokenizer_class"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as err:
+        reason = brief(err)
+        if looks_local:
+            raise DataError(f"{name_or_path}: cannot load the tokenizer: {reason}") from err
+        raise DataNotFoundError(
+            f"{name_or_path}: not a local folder, and not in the Hugging Face cache ({reason}); "
+            "download it first or give its folder"
+        ) from err
+    except (ValueError, KeyError) as err:
+        reason = brief(err)
+        raise DataError(f"{name_or_path}: cannot load the tokenizer: {reason}") from err
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(
+                f"{name_or_path}: the tokenizer has neither a pad nor an EOS token, so batches "
+                "cannot be padded and responses cannot end: use a tokenizer that defines "
+                "eos_token (e.g. in its tokenizer_config.json)"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from prefopt.data.tokenizer import load_tokenizer
+from prefopt.errors import UserError
 
 
 def tokenizer_name(model_cfg: DictConfig) -> str:
@@ -22,8 +23,18 @@ def tokenizer_name(model_cfg: DictConfig) -> str:
 
 
 def build_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
-    """The tokenizer of :func:`tokenizer_name`, loaded."""
-    return load_tokenizer(tokenizer_name(model_cfg))
+    """The tokenizer of :func:`tokenizer_name`, loaded.
+
+    Raises:
+        UserError: as :func:`prefopt.data.tokenizer.load_tokenizer`, the message prefixed with
+            the config key that named the tokenizer.
+    """
+    name = tokenizer_name(model_cfg)
+    try:
+        return load_tokenizer(name)
+    except UserError as err:
+        key = "model.tokenizer" if model_cfg.get("tokenizer") else "model.name_or_path"
+        raise type(err)(f"{key}: {err}") from err
 
 
 def build_model(

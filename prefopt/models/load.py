@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from prefopt.errors import ConfigError, DataError, DataNotFoundError, brief
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,8 @@ def build_tiny_model(
         ValueError: for an architecture outside ``TINY_ARCHITECTURES``.
     """
     if architecture not in TINY_ARCHITECTURES:
-        raise ValueError(
-            f"unknown tiny architecture {architecture!r}; "
+        raise ConfigError(
+            f"model.tiny.architecture={architecture!r} is unknown; "
             f"available: {', '.join(TINY_ARCHITECTURES)}"
         )
     config = AutoConfig.for_model(
@@ -84,24 +87,62 @@ def load_pretrained_model(
 ) -> PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained`` (a Hub name or a local folder).
 
-    The embedding matrix is grown if the tokenizer has more tokens than the model (e.g. an added
-    pad token); it is never shrunk. Extra keyword arguments (e.g. ``quantization_config``) go to
-    ``from_pretrained``.
+    Extra keyword arguments (e.g. ``quantization_config``) go to ``from_pretrained``. The
+    embeddings are never resized: a tokenizer with more tokens than the model has rows is an
+    error (see :func:`check_vocabulary`).
+
+    Raises:
+        DataNotFoundError: no such folder, or a name neither in the cache nor on the Hub.
+        DataError: a folder transformers cannot load as a causal LM.
     """
     dtype = getattr(torch, torch_dtype) if torch_dtype not in (None, "auto") else torch_dtype
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path,
-        dtype=dtype,
-        attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-        **from_pretrained_kwargs,
-    )
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+    local = name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists()
+    if local and not Path(name_or_path).expanduser().is_dir():
+        raise DataNotFoundError(f"model.name_or_path={name_or_path}: no such model folder")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            **from_pretrained_kwargs,
+        )
+    except OSError as err:
+        where = "" if local else ", not in the Hugging Face cache, and the Hub did not provide it"
+        raise DataNotFoundError(
+            f"model.name_or_path={name_or_path}: cannot load the model{where} ({brief(err)})"
+        ) from err
+    except ValueError as err:
+        raise DataError(f"model.name_or_path={name_or_path}: {brief(err, 300)}") from err
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def check_vocabulary(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse a tokenizer whose ids do not fit the model's embeddings; warn about one far smaller
+    than the model's vocabulary (most likely not the model's own tokenizer).
+
+    Raises:
+        ConfigError: ``len(tokenizer)`` exceeds the number of embedding rows.
+    """
+    rows = model.get_input_embeddings().num_embeddings
+    name = getattr(tokenizer, "name_or_path", "") or "builtin"
+    if len(tokenizer) > rows:
+        raise ConfigError(
+            f"the tokenizer ({name}) has {len(tokenizer)} tokens but the model's embeddings have "
+            f"{rows} rows, so ids {rows}..{len(tokenizer) - 1} index past them: use the model's "
+            "own tokenizer (model.tokenizer=null) or one made for this model"
+        )
+    if len(tokenizer) < rows // 2:
+        log.warning(
+            "the tokenizer (%s) has %d tokens but the model's vocabulary %d: is it the model's "
+            "own tokenizer? (model.tokenizer=null uses model.name_or_path's)",
+            name,
+            len(tokenizer),
+            rows,
+        )
 
 
 def load_model(
@@ -132,14 +173,13 @@ def load_model(
         from prefopt.models.peft import quantization_config
 
         if name_or_path is None:
-            from prefopt.errors import ConfigError
-
             raise ConfigError("peft=qlora quantizes a pretrained model: set model.name_or_path")
         pretrained_kwargs["quantization_config"] = quantization_config(**quantization)
     if name_or_path is None:
         model = build_tiny_model(tokenizer, **(tiny or {}))
     else:
         model = load_pretrained_model(name_or_path, tokenizer, **pretrained_kwargs)
+        check_vocabulary(model, tokenizer)
     if peft is not None:
         model = peft(model)
     if disable_dropout:

@@ -7,6 +7,7 @@ an exact resume (the random generators) and makes every checkpoint write all-or-
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -16,9 +17,15 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from prefopt.errors import CheckpointError
 from prefopt.models.save import load_checkpoint_file
+
+log = logging.getLogger(__name__)
+# what every checkpoint Lightning writes during fit holds
+TRAINING_KEYS = ("state_dict", "global_step", "loops")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -55,7 +62,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if "://" in str(path):
             return super().load_checkpoint(path, map_location, weights_only=True)
-        return load_checkpoint_file(path, map_location=map_location or "cpu")
+        checkpoint = load_checkpoint_file(path, map_location=map_location or "cpu")
+        missing = [key for key in TRAINING_KEYS if key not in checkpoint]
+        if missing:
+            raise CheckpointError(
+                f"{path}: not a training checkpoint Lightning wrote (no {', '.join(missing)}): "
+                "give ckpt_path a run's checkpoints/last.ckpt or best-step*.ckpt"
+            )
+        return checkpoint
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,6 +131,59 @@ def _to_tuples(value: Any) -> Any:
     return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (the best checkpoint by a metric) that, on a resumed run,
+    removes the checkpoint files of its pattern the restored state does not know: those an
+    interrupted run wrote after the checkpoint the run resumes from."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._restored = False
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._restored = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not (self._restored and trainer.is_global_zero and self.dirpath):
+            return
+        self._restored = False
+        prefix = (self.filename or "").split("{", 1)[0]
+        known = {Path(p).resolve() for p in (self.best_model_path, *self.best_k_models) if p}
+        for path in Path(self.dirpath).glob(f"{prefix}*{self.FILE_EXTENSION}"):
+            if path.resolve() not in known and path.name != f"{self.CHECKPOINT_NAME_LAST}.ckpt":
+                trainer.strategy.remove_checkpoint(path)
+
+
+class ResumeNotes(L.Callback):
+    """On a resumed run: one line saying where training continues and what was restored, and
+    TensorBoard events after the resumed step purged (the interrupted run's steps between its
+    checkpoint and its end are not shown twice; as ``SummaryWriter(purge_step=...)`` does)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.ckpt_path:
+            return
+        step = trainer.global_step
+        if trainer.is_global_zero:
+            log.info(
+                "resumed from %s at step %d: weights, optimizer, scheduler, data position and "
+                "random state restored",
+                trainer.ckpt_path,
+                step,
+            )
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                _purge_after(logger, step)
+
+
+def _purge_after(logger: TensorBoardLogger, step: int) -> None:
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    writer = logger.experiment.file_writer
+    writer.add_event(Event(step=step, file_version="brain.Event:2"))
+    writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt``: written every ``every_n_train_steps`` optimizer steps and when training
     ends, for ``ckpt_path=last`` (the best checkpoint by a metric is a separate callback).
@@ -133,4 +200,9 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._should_skip_saving_checkpoint(trainer):  # the final steps since the last save
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def save_now(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` for the current step (unless it was just written)."""
+        if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

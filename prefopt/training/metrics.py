@@ -43,8 +43,9 @@ class MeanMetrics(Metric):
             else:
                 sums.append(value.detach().double().sum())
                 counts.append(torch.tensor(value.numel(), device=value.device).double())
-        self.sums += torch.stack(sums).double()
-        self.weights += torch.stack(counts).double()
+        # out of place: states reset inside inference mode (a validation) stay usable outside it
+        self.sums = self.sums + torch.stack(sums).double()
+        self.weights = self.weights + torch.stack(counts).double()
 
     def compute(self) -> dict[str, Tensor]:
         means = (self.sums / self.weights).float()

@@ -15,12 +15,13 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from prefopt.errors import TrainingError
 from prefopt.models.logps import Scoring
 from prefopt.models.reference import ReferenceProvider, make_reference
 from prefopt.objectives import Objective
 from prefopt.objectives.base import METRIC_NAMES
 from prefopt.training.metrics import MeanMetrics
-from prefopt.training.step import BatchLoss, batch_loss
+from prefopt.training.step import BatchLoss, NonFiniteLogps, batch_loss
 
 PROGRESS_BAR_KEYS = ("loss", "rewards/accuracies", "margins/avg_logps")
 
@@ -114,13 +115,23 @@ class PreferenceModule(L.LightningModule):
         return value if trainer is None else trainer.strategy.reduce(value, reduce_op="mean")
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.loss(batch)
+        out = self._checked_loss(batch, f"at step {self.global_step + 1}")
         self._log("train", self.train_metrics(out.values, out.weights))  # this batch, synced
         return out.loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        out = self.loss(batch)
+        out = self._checked_loss(batch, f"in the validation after step {self.global_step}")
         self.val_metrics.update(out.values, out.weights)
+
+    def _checked_loss(self, batch: dict[str, Tensor], where: str) -> BatchLoss:
+        try:
+            return self.loss(batch)
+        except NonFiniteLogps as err:
+            clip = getattr(self._trainer, "gradient_clip_val", None)
+            raise TrainingError(
+                f"{err} {where}: training diverged; lower optimizer.lr or clip gradients harder "
+                f"(trainer.gradient_clip_val is {clip})"
+            ) from err
 
     def on_validation_epoch_end(self) -> None:
         self._log("val", self.val_metrics.compute())

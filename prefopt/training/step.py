@@ -13,9 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from prefopt.models.logps import Scoring
+from prefopt.errors import DataError, TrainingError
+from prefopt.models.logps import Scoring, SequenceStats
 from prefopt.models.reference import ReferenceProvider
 from prefopt.objectives import Objective, ObjectiveInputs
+
+
+class NonFiniteLogps(TrainingError):
+    """The model's log-probs of a batch are not finite: its weights diverged."""
 
 
 @dataclass
@@ -64,6 +69,7 @@ def batch_loss(
         rejected_grad=objective.rejected_grad,
         output_router_logits=router_aux_loss_coef > 0,
     )
+    check_finite(stats)
     b = stats.logps.shape[0] // 2
     ref_chosen = ref_rejected = None
     if objective.needs_reference:
@@ -101,3 +107,22 @@ def batch_loss(
         "loss": torch.tensor(float(b), device=loss.device),
     }
     return BatchLoss(loss, values, weights)
+
+
+def check_finite(stats: SequenceStats) -> None:
+    """Raise one line if a batch's log-probs are not finite (one host sync per batch).
+
+    Raises:
+        DataError: a row without response tokens reached the model (a data-layer bug: such rows
+            are dropped at setup).
+        NonFiniteLogps: the log-probs themselves are inf/NaN: the model diverged.
+    """
+    if bool(torch.isfinite(stats.logps).all()) and bool(torch.isfinite(stats.nll_sum)):
+        return
+    if bool((stats.counts == 0).any()):
+        raise DataError("a batch holds a response with no tokens (they are dropped at setup)")
+    bad = int((~torch.isfinite(stats.logps)).sum())
+    raise NonFiniteLogps(
+        f"the model's log-probs became non-finite ({bad} of {stats.logps.numel()} sequences"
+        f"{'' if bool(torch.isfinite(stats.nll_sum)) else ', and the NLL'})"
+    )

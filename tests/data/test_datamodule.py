@@ -83,7 +83,7 @@ def test_response_truncated_away_and_prompt_too_long(tmp_path, builtin_tokenizer
             ValueError,
             r"malformed.jsonl: line 3: invalid JSON: Expecting property name",
         ),
-        ("absent.jsonl", FileNotFoundError, r"data file or folder not found: .*absent.jsonl"),
+        ("absent.jsonl", FileNotFoundError, r"data.path=.*absent.jsonl: no such file or folder"),
     ],
 )
 def test_fatal_file_errors_are_one_line_with_file_and_line(
@@ -143,7 +143,9 @@ def test_chat_template_failure_names_the_row(tmp_path, builtin_tokenizer, cache_
             "rejected": [{"role": "assistant", "content": "c"}],
         }
     ] * 2
-    rows[1] = {**rows[1], "prompt": [{"role": "tool", "content": "a"}]}
+    # a tool result after the question: a valid chat, but the built-in template knows no tools
+    tool = [{"role": "user", "content": "a"}, {"role": "tool", "content": "42"}]
+    rows[1] = {**rows[1], "prompt": tool}
     path = _write_jsonl(tmp_path / "tool.jsonl", rows)
     with pytest.raises(
         ValueError,
@@ -154,10 +156,11 @@ def test_chat_template_failure_names_the_row(tmp_path, builtin_tokenizer, cache_
 
 def test_constructor_validates_lengths_and_options(builtin_tokenizer):
     with pytest.raises(
-        ValueError, match=r"^max_prompt_length \(512\) must be smaller than max_length \(512\)$"
+        ValueError,
+        match=r"^data.max_prompt_length \(512\) must be smaller than data.max_length \(512\)$",
     ):
         PreferenceDataModule(builtin_tokenizer, max_length=512, max_prompt_length=512)
-    with pytest.raises(ValueError, match="prompt must be auto, explicit or implicit"):
+    with pytest.raises(ValueError, match="data.prompt='both' must be auto, explicit or implicit"):
         PreferenceDataModule(builtin_tokenizer, prompt="both")
 
 
@@ -187,7 +190,7 @@ def test_every_file_type_gives_the_same_ids_as_jsonl(
 
 
 def test_single_file_has_only_a_train_split(fixtures, builtin_tokenizer, cache_dir):
-    with pytest.raises(ValueError, match="a single file has only the split 'train', not 'test'"):
+    with pytest.raises(ValueError, match="is one file, so its only split is 'train', not 'test'"):
         _setup(
             fixtures / "standard_explicit.jsonl", builtin_tokenizer, cache_dir, eval_split="test"
         )

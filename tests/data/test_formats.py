@@ -68,13 +68,16 @@ def test_forced_implicit_ignores_the_prompt_column():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "standard"}, "format: standard, but 'chosen' holds messages"),
-        ({"format": "xml"}, "format must be auto, standard or conversational"),
-        ({"prompt": "explicit"}, "prompt: explicit but no 'prompt' column"),
+        (
+            {"format": "standard"},
+            "data.format=standard, but the 'chosen' column holds chat messages",
+        ),
+        ({"format": "xml"}, "data.format='xml' must be auto, standard or conversational"),
+        ({"prompt": "explicit"}, "data.prompt=explicit but there is no 'prompt' column"),
         ({"columns": {"answer": "chosen"}}, "unknown field 'answer'"),
         (
             {"columns": {"prompt": "question"}},
-            "src: columns maps prompt -> 'question', which is not a column; "
+            "src: data.columns maps prompt -> 'question', which is not a column; "
             "available: chosen, rejected",
         ),
     ],

@@ -108,10 +108,13 @@ def test_drop_reasons_of_truncation():
 
 def test_invalid_limits_fail_at_construction():
     with pytest.raises(
-        ValueError, match=r"max_prompt_length \(64\) must be smaller than max_length \(64\)"
+        ValueError,
+        match=r"data.max_prompt_length \(64\) must be smaller than data.max_length \(64\)",
     ):
         Truncation(64, 64)
-    with pytest.raises(ValueError, match="truncation_mode must be keep_end or keep_start"):
+    with pytest.raises(
+        ValueError, match="data.truncation_mode='keep_middle' must be keep_end or keep_start"
+    ):
         Truncation(64, 32, "keep_middle")
 
 
