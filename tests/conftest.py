@@ -25,7 +25,7 @@ FAST = [
     "model.tiny.hidden_size=32",
     "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64",
-    "callbacks.progress_bar=null",
+    "callbacks.progress_bar.every_n_steps=0",  # no progress records (and no bar: not a terminal)
     "callbacks.generations.num_prompts=2",
     "callbacks.generations.max_new_tokens=4",
 ]

@@ -198,3 +198,29 @@ def test_paper_recipe_is_the_official_one(tmp_path):
     assert cfg.scheduler.num_warmup_steps == 200
     assert (cfg.data.max_length, cfg.data.drop_prompts_longer_than) == (2048, 1792)
     assert cfg.model.name_or_path == "mistralai/Mistral-7B-v0.1"
+
+
+def test_progress_records_and_the_summary_a_person_can_read(prefopt_train, tmp_path):
+    """stdout is not a terminal here: a record every 2 steps and after each validation goes to
+    stdout and train.log; the summary leads with the λ-free metrics and their change."""
+    code, out, err = prefopt_train("callbacks.progress_bar.every_n_steps=2")
+    assert code == 0, err[-2000:]
+    records = [line.split(" - ", 1)[1] for line in out.splitlines() if "prefopt.progress" in line]
+    assert [r.split(" | ")[0] for r in records] == [
+        "validation at step 0",
+        "step 2/4",
+        "validation at step 2",
+        "step 4/4",
+        "validation at step 4",
+        "validation at step 4",  # the final validation
+    ]
+    step = records[1].split(" | ")
+    assert [part.split(" ")[0] for part in step[1:4]] == ["loss", "margin", "acc"]
+    assert step[4].endswith(" tok/s") and step[-1].startswith("ETA ")
+    log_text = (tmp_path / "run" / "train.log").read_text()
+    assert all(r in log_text for r in records)
+    summary = out[out.index("final validation metrics") :].splitlines()
+    assert summary[0] == "final validation metrics (change since the step-0 validation):"
+    assert summary[1].split()[0] == "val/accuracies/avg_logps"
+    assert summary[1].split()[2].startswith(("(+", "(-"))
+    assert "Epoch" not in out + err

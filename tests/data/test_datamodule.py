@@ -277,3 +277,41 @@ def test_reference_logps_are_stored_in_dataset_order(builtin_tokenizer):
     torch.testing.assert_close(batches[0]["ref_chosen_logps"], torch.tensor([-1.0, -2.0, -3.0]))
     torch.testing.assert_close(batches[1]["ref_rejected_logps"], torch.tensor([-7.0, -7.0]))
     assert "ref_chosen_logps" in next(iter(dm.val_dataloader()))
+
+
+def test_rows_with_wrong_roles_are_dropped_and_counted_by_reason(
+    tmp_path, builtin_tokenizer, cache_dir
+):
+    def chat(prompt_roles, response_role="assistant"):
+        return {
+            "prompt": [{"role": r, "content": "Is 7 odd?"} for r in prompt_roles],
+            "chosen": [{"role": response_role, "content": "7 is odd."}],
+            "rejected": [{"role": "assistant", "content": "7 is even."}],
+        }
+
+    rows = [chat(["user"])] * 3 + [chat(["user"], "user"), chat(["user", "assistant"])]
+    rows += [chat(["assistant", "user"])]
+    dm = _setup(_write_jsonl(tmp_path / "roles.jsonl", rows), builtin_tokenizer, cache_dir)
+    assert dm.skipped == {
+        "train": {
+            "prompt_ends_with_assistant": 1,
+            "response_not_assistant": 1,
+            "roles_out_of_order": 1,
+        }
+    }
+    assert len(dm.train_dataset) == 3
+
+
+def test_a_tiny_eval_split_gets_a_warning_naming_the_key(
+    tmp_path, builtin_tokenizer, cache_dir, caplog
+):
+    path = _write_jsonl(tmp_path / "pairs.jsonl", _rows(16))
+    with caplog.at_level("WARNING", logger="prefopt.data.datamodule"):
+        dm = _setup(path, builtin_tokenizer, cache_dir, eval_fraction=0.05)
+    assert len(dm.eval_dataset) == 1
+    assert any(
+        r.getMessage()
+        == "the eval split has only 1 pair(s): its val/ metrics will be noisy; raise "
+        "data.eval_fraction"
+        for r in caplog.records
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from prefopt.data.formats import normalize_row, resolve_format
+from prefopt.data.formats import FormatSpec, normalize_row, resolve_format, role_problem
 
 
 def _msgs(*pairs: tuple[str, str]) -> list[dict[str, str]]:
@@ -199,3 +199,36 @@ def test_conversational_prompt_without_messages_is_an_empty_prompt():
     # a system column gives an empty prompt its system message
     spec = resolve_format(Dataset.from_dict({**CONVERSATIONAL, "system": ["S"]}), "src")
     assert normalize_row({**row, "system": "S"}, spec)[0] == _msgs(("system", "S"))
+
+
+def _m(*roles: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": f"{role} text"} for role in roles]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "chosen", "rejected", "reason"),
+    [
+        (_m("user"), _m("assistant"), _m("assistant"), None),
+        (_m("system", "user", "assistant", "user"), _m("assistant"), _m("assistant"), None),
+        (_m("user", "tool"), _m("assistant"), _m("assistant"), None),
+        (_m("user"), _m("user"), _m("assistant"), "response_not_assistant"),
+        (_m("user"), _m("assistant", "user"), _m("assistant"), "response_not_assistant"),
+        (_m("user", "assistant"), _m("assistant"), _m("assistant"), "prompt_ends_with_assistant"),
+        (_m("user", "system", "user"), _m("assistant"), _m("assistant"), "roles_out_of_order"),
+        (_m("assistant", "user"), _m("assistant"), _m("assistant"), "roles_out_of_order"),
+        (_m("human"), _m("assistant"), _m("assistant"), "unknown_role"),
+    ],
+)
+def test_conversational_roles_that_cannot_be_trained_on(prompt, chosen, rejected, reason):
+    """A response must be the assistant's own words, after a prompt that ends with a turn
+    that is not the assistant's, in a chat's order."""
+    rejected = [{**m, "content": m["content"] + " (worse)"} for m in rejected]
+    assert role_problem(prompt, chosen, rejected) == reason
+    spec = FormatSpec(
+        conversational=True,
+        explicit_prompt=True,
+        columns={"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
+    )
+    row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    out = normalize_row(row, spec)
+    assert (out if isinstance(out, str) else None) == reason

@@ -4,16 +4,20 @@ written atomically."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from prefopt.cli.train import train
 from prefopt.training.checkpoint import AtomicCheckpointIO, RNGState
-from tests.conftest import compose_train
+from tests.conftest import ROOT, compose_train
 from tests.distributed.helpers import LORA_DPO, RUN, event_files, metrics, run_cli, scalars
 
 EVERY_3_STEPS = "callbacks.last_checkpoint.every_n_train_steps=3"
@@ -106,3 +110,64 @@ def test_a_resumed_dpo_run_keeps_the_reference_scored_before_training(tmp_path):
     for key, value in resumed.items():
         if key[1] > 4:  # the steps trained after the resume (the final validation included)
             assert value == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key
+
+
+def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "prefopt.cli.train", *RUN, *overrides]
+    command += ["callbacks.progress_bar.every_n_steps=1", f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _interrupt_after(proc: subprocess.Popen, step: int, signum: int) -> tuple[str, str]:
+    """Read the progress records on stdout (not a terminal) until ``step``, then send ``signum``."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if f"step {step}/" in line:
+            proc.send_signal(signum)
+            break
+    out, err = proc.communicate(timeout=120)
+    return "".join(lines) + out, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_at_the_step_with_a_checkpoint_and_a_resume_continues(tmp_path, signum):
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir, "trainer.max_steps=400", "save_hf_model=false")
+    out, err = _interrupt_after(proc, 3, signum)
+    assert proc.returncode == 128 + signum, err[-2000:]
+    assert "Traceback" not in err
+    status = json.loads((run_dir / "status.json").read_text())
+    step = status["step"]
+    assert status == {"status": "interrupted", "step": step, "signal": signum} and step >= 3
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == step  # saved at the step it stopped
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1] == (
+        f"prefopt-train: interrupted by {name} at step {step}; checkpoint "
+        f"{run_dir}/checkpoints/last.ckpt (resume with ckpt_path=last and the same hydra.run.dir)"
+    )
+    if signum == signal.SIGTERM:
+        return
+    # the resume: continues from that step, quietly, and TensorBoard holds each step once
+    before = event_files(run_dir)
+    proc = _start(run_dir, f"trainer.max_steps={step + 2}", "ckpt_path=last", "save_hf_model=false")
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"resumed from {run_dir}/checkpoints/last.ckpt at step {step}" in out
+    assert "not resumable" not in err and "is not empty" not in err
+    resumed = scalars(event_files(run_dir) - before)
+    assert {s for tag, s in resumed if tag == "train/loss"} == {step, step + 1}
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()  # TensorBoard's own reading: the interrupted run's later steps are purged
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 1
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
