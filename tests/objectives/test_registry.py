@@ -36,7 +36,7 @@ def test_unknown_name_lists_the_available_ones():
     with pytest.raises(UnknownObjectiveError) as err:
         get_objective("orp")
     assert str(err.value) == f"unknown objective 'orp'; available: {', '.join(available())}"
-    assert "aot_pair, apo_down, apo_zero, bco_pair, discopop, dpo" in str(err.value)
+    assert "alphapo, aot_pair, apo_down, apo_zero, bco_pair, cpo, discopop, dpo" in str(err.value)
 
 
 def test_a_new_objective_registers_with_one_decorator():
