@@ -41,8 +41,8 @@ class SimPO(Objective):
     """SimPO: no reference, mean log-probs, gradients through both responses.
 
     Args:
-        beta: reward scale (default 2.0, the paper's range is 2-2.5; TRL's default 0.1 is meant
-            for summed log-probs), in [1e-6, 1e6].
+        beta: reward scale (default 2.0; the paper's main setups use 2-2.5, TRL's default 0.1
+            is small for mean log-probs), in [1e-6, 1e6].
         gamma: target reward margin (default 1.0), in [0, 1e6]. TRL's ``simpo_gamma`` has the
             same meaning: its ``CPOTrainer`` subtracts ``simpo_gamma / beta`` from the log-prob
             margin and then multiplies by beta, so the logit is ``beta (c - r) - simpo_gamma``

@@ -48,7 +48,8 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_a_new_objective_registers_with_one_decorator():
-    """The docs/objectives.md example: hinge on the mean log-prob margin."""
+    """A class defined anywhere registers with the decorator alone (test_docs.py runs the
+    docs/objectives.md example itself)."""
     import torch
 
     @register("test_hinge")
