@@ -72,3 +72,19 @@ def test_a_new_objective_registers_with_one_decorator():
         from prefopt.objectives import registry
 
         registry._REGISTRY.pop("test_hinge")
+
+
+EXPERIMENT_DIR = CONFIG_DIR.parent / "experiment"
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENT_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_objective_an_experiment_sweeps_builds_in_it(path, tmp_path):
+    """A multirun over objective=a,b,... composes each arm with the experiment's keys (a key
+    meant for one arm, e.g. objective.lam, would break the others)."""
+    from tests.conftest import compose_train
+
+    swept = OmegaConf.load(path).get("hydra", {}).get("sweeper", {}).get("params", {})
+    arms = str(swept.get("objective", "")).split(",") if "objective" in swept else []
+    for arm in arms:
+        cfg = compose_train(tmp_path, [f"experiment={path.stem}", f"objective={arm}"])
+        assert instantiate(cfg.objective).name == arm
