@@ -22,9 +22,8 @@ from prefopt.objectives.registry import register
 
 
 def _sigmoid(logits: Tensor, beta: float, label_smoothing: float) -> Tensor:
-    return -(1 - label_smoothing) * F.logsigmoid(beta * logits) - label_smoothing * F.logsigmoid(
-        -beta * logits
-    )
+    z = beta * logits  # (B,)
+    return -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
 
 
 def _hinge(logits: Tensor, beta: float, label_smoothing: float) -> Tensor:
