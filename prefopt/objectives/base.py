@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from prefopt.errors import ConfigError
 from prefopt.objectives.functional import log_odds as odds_ratio
 from prefopt.objectives.functional import upcast
 
@@ -81,10 +82,19 @@ class ObjectiveInputs:
 
 @dataclass
 class ObjectiveOutput:
-    """The loss to minimise and the metrics to log (detached; (B,) per pair or () scalars)."""
+    """What an objective returns for one batch.
+
+    Attributes:
+        loss: () the loss to minimise.
+        metrics: the metrics to log, detached; each (B,) per pair or () per batch.
+        terms: for an objective made of several terms (ORPO: ``nll`` and ``odds_ratio``; CPO:
+            ``nll`` and ``preference``; ``weighted``: one per term label), each weighted term as
+            a () tensor with its gradient; they sum to ``loss``. Empty for a one-term loss.
+    """
 
     loss: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Objective(ABC):
@@ -97,6 +107,11 @@ class Objective(ABC):
         rejected_grad: whether the loss back-propagates through the rejected responses; when
             ``False`` the module detaches them (they are still scored for the metrics).
         extra_metrics: names of metrics the objective returns beyond ``METRIC_NAMES``.
+
+    Metadata for ``docs/objectives.md`` (a test compares the table with them):
+        formula: the per-pair loss in the notation of the docs.
+        paper: authors, year and arXiv id (with the equation number).
+        trl_name: how TRL 1.16 selects the same loss, or ``""`` if it has none.
     """
 
     name: ClassVar[str] = ""
@@ -104,6 +119,9 @@ class Objective(ABC):
     reduction: ClassVar[Reduction] = "mean"
     rejected_grad: ClassVar[bool] = True
     extra_metrics: ClassVar[tuple[str, ...]] = ()
+    formula: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    trl_name: ClassVar[str] = ""
 
     def __call__(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         check_finite(inputs, self.name)
@@ -119,6 +137,53 @@ class Objective(ABC):
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({hp})"
+
+
+# |hyperparameter| above this makes rewards/* overflow float32 for log-probs of -1e4 and more
+MAX_HPARAM = 1e6
+
+
+def check_range(
+    name: str,
+    key: str,
+    value: float,
+    low: float,
+    high: float = MAX_HPARAM,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """``float(value)`` if it lies in the interval, else one line naming the key and the range.
+
+    Raises:
+        ConfigError: e.g. ``ipo: beta must be in [1e-06, 1e+06], got -0.1``.
+    """
+    value = float(value)
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not (above and below):  # also catches NaN
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ConfigError(f"{name}: {key} must be in {interval}, got {value:g}")
+    return value
+
+
+def check_beta(name: str, beta: float) -> float:
+    """The shared range of every ``beta``: [1e-6, 1e6] (``1/beta`` targets stay finite too)."""
+    return check_range(name, "beta", beta, 1e-6)
+
+
+def require_reference(inputs: ObjectiveInputs, name: str) -> tuple[Tensor, Tensor]:
+    """``(ref_chosen_logps, ref_rejected_logps)``, each (B,), or one line if they are missing."""
+    if inputs.ref_chosen_logps is None or inputs.ref_rejected_logps is None:
+        raise ValueError(f"{name}: needs reference log-probs, but none were given")
+    return inputs.ref_chosen_logps, inputs.ref_rejected_logps
+
+
+def require_lengths(inputs: ObjectiveInputs, name: str) -> tuple[Tensor, Tensor]:
+    """``(chosen_lengths, rejected_lengths)``, each (B,), or one line if they are missing."""
+    if inputs.chosen_lengths is None or inputs.rejected_lengths is None:
+        raise ValueError(f"{name}: needs the response lengths, but none were given")
+    return inputs.chosen_lengths, inputs.rejected_lengths
 
 
 def check_finite(inputs: ObjectiveInputs, name: str = "objective") -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefopt.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, preference_metrics
+from prefopt.objectives.base import ObjectiveInputs, ObjectiveOutput, check_range
+from prefopt.objectives.dpo_family import DPOFamily
 from prefopt.objectives.registry import register
 
 
@@ -41,45 +42,42 @@ def dpo_loss(
 
 
 @register("dpo")
-class DPO(Objective):
+class DPO(DPOFamily):
     """DPO on summed log-probs against a frozen reference.
 
     Args:
-        beta: DPO's beta (default 0.1).
-        label_smoothing: conservative-DPO eps in [0, 0.5) (default 0).
-        nll_coef: optional weight of the chosen NLL added to the loss (TRL's ``rpo_alpha``;
-            default 0, plain DPO).
+        beta: DPO's beta (default 0.1), in [1e-6, 1e6].
+        label_smoothing: conservative-DPO eps in [0, 0.5) (default 0). TRL 1.16's ``sigmoid``
+            loss no longer applies it (its ``label_smoothing`` feeds only ``robust``, ``exo_pair``
+            and ``aot``); the same formula survives in its ``CPOTrainer``'s ``sigmoid``.
+        nll_coef: optional weight of the chosen NLL added to the loss (older TRL's
+            ``rpo_alpha``; default 0, plain DPO). ``objective=rpo`` composes the same sum from
+            ``dpo`` and ``sft`` with :mod:`prefopt.objectives.weighted`.
     """
 
-    needs_reference = True
-    reduction = "sum"
-    rejected_grad = True
+    formula = "−(1−ε) log σ(β h) − ε log σ(−β h)"
+    paper = "Rafailov et al. 2023, arXiv 2305.18290, Eq. 7; cDPO: Mitchell 2023"
+    trl_name = 'DPOTrainer loss_type="sigmoid"'
 
     def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0, nll_coef: float = 0.0):
-        if not 0.0 <= label_smoothing < 0.5:
-            raise ValueError(f"dpo: label_smoothing must be in [0, 0.5), got {label_smoothing}")
-        self.beta = float(beta)
-        self.label_smoothing = float(label_smoothing)
-        self.nll_coef = float(nll_coef)
+        super().__init__(beta)
+        self.label_smoothing = check_range(
+            self.name, "label_smoothing", label_smoothing, 0.0, 0.5, open_high=True
+        )
+        self.nll_coef = check_range(self.name, "nll_coef", nll_coef, 0.0)
+
+    def pair_losses(
+        self, inputs: ObjectiveInputs, chosen_logratios: Tensor, rejected_logratios: Tensor
+    ) -> Tensor:
+        zeros = chosen_logratios.new_zeros(())
+        losses, _, _ = dpo_loss(
+            chosen_logratios, rejected_logratios, zeros, zeros, self.beta, self.label_smoothing
+        )
+        return losses
 
     def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
-        if inputs.ref_chosen_logps is None or inputs.ref_rejected_logps is None:
-            raise ValueError("dpo: needs reference log-probs, but none were given")
-        losses, rewards_chosen, rewards_rejected = dpo_loss(
-            inputs.chosen_logps,
-            inputs.rejected_logps,
-            inputs.ref_chosen_logps,
-            inputs.ref_rejected_logps,
-            self.beta,
-            self.label_smoothing,
-        )
-        loss = losses.mean()
+        out = super().compute(inputs)
         if self.nll_coef:
-            loss = loss + self.nll_coef * inputs.nll_loss
-        metrics = preference_metrics(
-            inputs,
-            rewards_chosen=rewards_chosen,
-            rewards_rejected=rewards_rejected,
-            reduction=self.reduction,
-        )
-        return ObjectiveOutput(loss=loss, metrics=metrics)
+            out.terms = {"preference": out.loss, "nll": self.nll_coef * inputs.nll_loss}
+            out.loss = out.terms["preference"] + out.terms["nll"]
+        return out

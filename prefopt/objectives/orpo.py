@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefopt.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, preference_metrics
+from prefopt.objectives.base import (
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    check_range,
+    preference_metrics,
+)
 from prefopt.objectives.functional import log_odds
 from prefopt.objectives.registry import register
 
@@ -47,11 +53,12 @@ class ORPO(Objective):
     needs_reference = False
     reduction = "mean"
     rejected_grad = True
+    formula = "L_NLL − λ · mean_i log σ(log_odds_i)"
+    paper = "Hong, Lee, Thorne 2024, arXiv 2403.07691, Eq. 6"
+    trl_name = "ORPOTrainer (beta = λ)"
 
     def __init__(self, lam: float = 0.1) -> None:
-        if lam < 0:
-            raise ValueError(f"orpo: lam must be >= 0, got {lam}")
-        self.lam = float(lam)
+        self.lam = check_range(self.name, "lam", lam, 0.0)
         # lam = 0 is SFT exactly: skip the (zero) gradient through the rejected side
         self.rejected_grad = self.lam > 0
 
@@ -66,4 +73,5 @@ class ORPO(Objective):
             reduction=self.reduction,
             log_odds=ratio,
         )
-        return ObjectiveOutput(loss=loss, metrics=metrics)
+        terms = {"nll": inputs.nll_loss, "odds_ratio": loss - inputs.nll_loss}
+        return ObjectiveOutput(loss=loss, metrics=metrics, terms=terms)

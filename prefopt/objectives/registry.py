@@ -21,7 +21,7 @@ T = TypeVar("T", bound=type)
 
 _REGISTRY: dict[str, type[Objective]] = {}
 # modules of this package that are not objectives
-_NOT_OBJECTIVES = {"base", "functional", "registry"}
+_NOT_OBJECTIVES = {"base", "dpo_family", "functional", "registry"}
 
 
 class UnknownObjectiveError(KeyError):

@@ -6,7 +6,13 @@ rejected response without gradients), so SFT and ORPO curves overlay in TensorBo
 
 from __future__ import annotations
 
-from prefopt.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, preference_metrics
+from prefopt.objectives.base import (
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    check_range,
+    preference_metrics,
+)
 from prefopt.objectives.registry import register
 
 
@@ -22,9 +28,12 @@ class SFT(Objective):
     needs_reference = False
     reduction = "mean"
     rejected_grad = False
+    formula = "L_NLL"
+    paper = "the ORPO paper's SFT arm (Hong et al. 2024, Fig. 3)"
+    trl_name = 'DPOTrainer loss_type="sft" (as a term)'
 
     def __init__(self, lam: float = 0.1) -> None:
-        self.lam = float(lam)
+        self.lam = check_range(self.name, "lam", lam, 0.0)
 
     def compute(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         metrics = preference_metrics(

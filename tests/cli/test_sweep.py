@@ -106,11 +106,11 @@ def test_lambda_zero_is_sft_exactly_because_arms_see_the_same_data(sweeps):
 def test_a_failing_job_does_not_stop_the_others(sweeps):
     sweep, returncode, log = sweeps["failing"]
     assert returncode == 1  # Hydra re-raises the failure once every job has run
-    assert "orpo: lam must be >= 0, got -1" in log
+    assert "orpo: lam must be in [0, 1e+06], got -1" in log
     assert status(sweep / "objective.lam=0.1")["status"] == "completed"
     assert status(sweep / "objective.lam=-1") == {
         "status": "failed",
-        "error": "ValueError: orpo: lam must be >= 0, got -1",
+        "error": "orpo: lam must be in [0, 1e+06], got -1",  # a ConfigError: its message alone
     }
 
 
@@ -144,10 +144,10 @@ def test_report_marks_the_failed_job_with_its_error(sweeps):
     sweep = sweeps["failing"][0]
     rows = report(sweep)
     assert rows["objective.lam=-1"]["status"] == "failed"
-    assert rows["objective.lam=-1"]["error"] == "ValueError: orpo: lam must be >= 0, got -1"
+    assert rows["objective.lam=-1"]["error"] == "orpo: lam must be in [0, 1e+06], got -1"
     assert rows["objective.lam=0.1"]["status"] == "completed"
     text = (sweep / "report" / "report.md").read_text()
-    assert "- `objective.lam=-1`: ValueError: orpo: lam must be >= 0, got -1" in text
+    assert "- `objective.lam=-1`: orpo: lam must be in [0, 1e+06], got -1" in text
 
 
 def compose_hydra(*overrides: str):

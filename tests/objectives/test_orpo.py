@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from prefopt.errors import ConfigError
 from prefopt.objectives import ObjectiveInputs, get_objective
 from prefopt.objectives.orpo import orpo_loss
 
@@ -90,5 +91,25 @@ def test_non_finite_input_raises_one_clear_line():
 
 
 def test_negative_lambda_rejected():
-    with pytest.raises(ValueError, match="lam must be >= 0"):
+    with pytest.raises(ConfigError, match=r"^orpo: lam must be in \[0, 1e\+06\], got -0.1$"):
         get_objective("orpo", lam=-0.1)
+
+
+@pytest.mark.parametrize("lam", [0.1, 1.0])
+def test_equals_trl_orpo_trainer(trl, lam):
+    """TRL's ORPOTrainer (its ``beta`` is lambda) computes in float32, so the inputs are float32
+    values (in float64 tensors): a float64-only digit of a log-prob near -1e4 is not TRL's input.
+    Per pair on the extreme grid (a batch mean of float32 rewards near 2500 drifts by ~1e-5)."""
+    orpo = get_objective("orpo", lam=lam)
+    inputs = trl.random_inputs(0, float32_values=True)
+    trl.assert_matches(orpo(inputs), trl.trl_orpo(inputs, beta=lam))
+    assert trl.assert_matches_per_pair(orpo, trl.grid_inputs(), trl.trl_orpo, beta=lam) == 0
+
+
+def test_terms_are_the_nll_and_the_weighted_odds_ratio_term():
+    """Same pairs as the hand-derived test: nll 1.5, odds-ratio term -0.1 * -0.3768859."""
+    out = get_objective("orpo", lam=0.1)(
+        _inputs([math.log(0.8), math.log(0.5)], [math.log(0.2), math.log(0.5)])
+    )
+    assert_close(out.terms["nll"], torch.tensor(1.5))
+    assert_close(out.terms["odds_ratio"], torch.tensor(0.0376886))

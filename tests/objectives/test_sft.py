@@ -47,3 +47,11 @@ def test_orpo_with_lambda_zero_declares_no_rejected_gradient_like_sft():
     """So a lambda sweep can include the SFT arm as lam=0 at SFT's cost."""
     assert get_objective("orpo", lam=0.0).rejected_grad is False
     assert get_objective("orpo", lam=0.1).rejected_grad is True
+
+
+def test_loss_equals_trls_sft_term(trl):
+    """TRL's DPOTrainer loss_type="sft" is the token mean NLL of the chosen responses: what
+    module.nll_scope=completion hands the objective (the reference inputs set it so)."""
+    inputs = trl.random_inputs(0)
+    ours = get_objective("sft")(inputs).loss.item()
+    assert_close(ours, trl.trl_dpo(inputs, loss_type=["sft"])["loss"], rtol=1e-6, atol=1e-6)
