@@ -15,6 +15,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report)")
     parser.add_argument("--best-by", default=METRICS[0], help="val/ tag that picks the best step")
     parser.add_argument(
+        "--baseline",
+        metavar="ARM",
+        help="compare every arm with this one seed by seed (an arm's label, or an objective "
+        "with one arm): paired differences, their 95%% CI and a paired t-test",
+    )
+    parser.add_argument(
         "--stale-minutes",
         type=float,
         default=30.0,
@@ -28,7 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = args.out or args.sweep_dir / "report"
     written = run_main(
-        "prefopt-report", write_report, args.sweep_dir, out, args.best_by, args.stale_minutes
+        "prefopt-report",
+        write_report,
+        args.sweep_dir,
+        out,
+        args.best_by,
+        args.stale_minutes,
+        args.baseline,
     )
     print("\n".join(str(p) for p in written))
 

@@ -114,7 +114,7 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, float]:
         strategy=instantiate(cfg.strategy) if cfg.get("strategy") else "auto",
         plugins=[AtomicCheckpointIO()],  # a killed save never leaves a broken checkpoint
     )
-    log_hyperparameters(trainer, cfg, metric_tags=SUMMARY_KEYS)
+    log_hyperparameters(trainer, cfg, metric_tags=SUMMARY_KEYS, recipe=_choice("objective"))
 
     try:
         initial, final = _fit_and_validate(cfg, trainer, module, datamodule)
@@ -195,6 +195,13 @@ def _print_summary(final: dict[str, float], initial: dict[str, float], output_di
             lines.append(f"  {key:<28} {final[key]: .4f}{change}")
     print(f"final validation metrics{since}:\n" + "\n".join(lines))
     print(f"outputs: {output_dir}  (tensorboard --logdir {output_dir})")
+
+
+def _choice(group: str) -> str | None:
+    """The option of ``group`` Hydra composed (``None`` outside Hydra's app, e.g. in tests)."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get(group)
 
 
 def _multirun() -> bool:

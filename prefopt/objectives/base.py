@@ -37,6 +37,8 @@ METRIC_NAMES = (
     "log_odds_chosen",
     "margins/avg_logps",
     "accuracies/avg_logps",
+    "avg_logps/chosen",
+    "avg_logps/rejected",
 )
 
 
@@ -107,6 +109,8 @@ class Objective(ABC):
         rejected_grad: whether the loss back-propagates through the rejected responses; when
             ``False`` the module detaches them (they are still scored for the metrics).
         extra_metrics: names of metrics the objective returns beyond ``METRIC_NAMES``.
+        metrics_only: hyperparameters that only scale metrics, never the loss (SFT's ``lam``):
+            the report treats runs that differ only in them as one arm.
 
     Metadata for ``docs/objectives.md`` (a test compares the table with them):
         formula: the per-pair loss in the notation of the docs.
@@ -122,6 +126,7 @@ class Objective(ABC):
     formula: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     trl_name: ClassVar[str] = ""
+    metrics_only: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         check_finite(inputs, self.name)
@@ -250,6 +255,9 @@ def preference_metrics(
         "log_odds_chosen": log_odds,
         "margins/avg_logps": avg_margin,
         "accuracies/avg_logps": (avg_margin > 0).float(),
+        # per-token means whatever the objective's reduction: every arm on the same axis
+        "avg_logps/chosen": inputs.chosen_avg_logps,
+        "avg_logps/rejected": inputs.rejected_avg_logps,
     }
     if inputs.chosen_logits is not None and inputs.rejected_logits is not None:
         metrics["logits/chosen"] = inputs.chosen_logits

@@ -31,6 +31,7 @@ class SFT(Objective):
     formula = "L_NLL"
     paper = "the ORPO paper's SFT arm (Hong et al. 2024, Fig. 3)"
     trl_name = 'DPOTrainer loss_type="sft" (as a term)'
+    metrics_only = ("lam",)  # scales rewards/* only: SFT runs that differ in it are one arm
 
     def __init__(self, lam: float = 0.1) -> None:
         self.lam = check_range(self.name, "lam", lam, 0.0)

@@ -1,4 +1,9 @@
-"""The report's plots: validation curves of ORPO arms against SFT, and final margin against λ."""
+"""The report's plots: validation curves per arm, and final metrics against each swept key.
+
+Every objective is drawn on the same axes: per-token mean log-probs (``avg_logps/*``, logged by
+every objective), never DPO's sums next to ORPO's means. Curves start at the step-0 validation;
+panels of a column share their y limits.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,19 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from prefopt.report.arms import arms, short, swept_keys
 from prefopt.report.runs import Run
+from prefopt.report.stats import summarize
 
-CURVE_TAGS = ("val/margins/avg_logps", "val/logps/chosen", "val/logps/rejected")
-MARGIN = "val/margins/avg_logps"
-MAX_LR_ROWS = 4  # more learning rates than this (an Optuna search): one row, lr in the labels
-
-
-def _label(run: Run) -> str:
-    if run.objective == "orpo" and not run.is_sft:
-        return f"ORPO λ={run.lam:g}"
-    return run.arm.upper() if run.arm in ("sft", "dpo") else run.arm.replace("sft", "SFT")
+CURVE_TAGS = ("val/margins/avg_logps", "val/avg_logps/chosen", "val/avg_logps/rejected")
+AGAINST_TAGS = ("val/margins/avg_logps", "val/accuracies/avg_logps")
+ROW_KEY = "optimizer.lr"
+MAX_ROWS = 4  # more learning rates than this (an Optuna search): one row
 
 
-def _style(run: Run, lams: list[float]) -> dict[str, object]:
-    """SFT arms in black (dashed for ``objective=sft``), ORPO λ values along a colour map."""
-    if run.is_sft:
-        return {"color": "black", "linestyle": "--" if run.objective == "sft" else "-"}
-    if run.objective == "orpo" and len(lams) > 0:
-        position = lams.index(run.lam) / max(len(lams) - 1, 1)
-        return {"color": colormaps["viridis"](0.2 + 0.55 * position), "linestyle": "-"}
-    return {"color": "tab:gray", "linestyle": ":"}
+def _colors(labels: list[str]) -> dict[str, object]:
+    palette = colormaps["tab10"]
+    return {label: palette(i % 10) for i, label in enumerate(labels)}
 
 
 def _pool(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float]]:
@@ -46,75 +43,104 @@ def _pool(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float]
 
 
 def plot_curves(runs: list[Run], path: Path) -> Path | None:
-    """``val/margins/avg_logps``, chosen and rejected log-probs against the step, one line per
-    arm and λ (mean over seeds, ±1 std shaded), one row of panels per learning rate."""
+    """Margin and chosen / rejected per-token log-probs against the step, one line per arm
+    (mean over seeds, ±1 std shaded), one row per learning rate when it was swept."""
     runs = [r for r in runs if any(tag in r.curves for tag in CURVE_TAGS)]
     if not runs:
         return None
-    lrs = sorted({r.lr for r in runs}, key=lambda lr: lr or 0.0)
-    rows = lrs if len(lrs) <= MAX_LR_ROWS else [None]
-    lams = sorted({r.lam for r in runs if r.objective == "orpo" and not r.is_sft})
+    swept = {k for keys in swept_keys(runs).values() for k in keys}
+    lrs = sorted({r.config.get(ROW_KEY) for r in runs}, key=lambda v: (v is None, v or 0.0))
+    rows = lrs if ROW_KEY in swept and len(lrs) <= MAX_ROWS else [None]
+    grouped = arms(runs)
+    colors = _colors(list(grouped))
     fig = Figure(figsize=(4.2 * len(CURVE_TAGS), 3.2 * len(rows)), layout="constrained")
-    axes = fig.subplots(len(rows), len(CURVE_TAGS), squeeze=False)
+    axes = fig.subplots(len(rows), len(CURVE_TAGS), squeeze=False, sharey="col", sharex=True)
     for i, lr in enumerate(rows):
-        lines: dict[str, list[Run]] = defaultdict(list)
-        for run in runs:
-            if lr is None or run.lr == lr:
-                key = _label(run) + (f", lr={run.lr:g}" if lr is None and run.lr else "")
-                lines[key].append(run)
         for j, tag in enumerate(CURVE_TAGS):
             ax = axes[i][j]
-            for label, members in sorted(lines.items(), key=lambda kv: _order(kv[1][0])):
+            for label, members in grouped.items():
+                if lr is not None and members[0].config.get(ROW_KEY) != lr:
+                    continue
                 steps, means, stds = _pool([r.curves[tag] for r in members if tag in r.curves])
-                style = _style(members[0], lams)
-                ax.plot(steps, means, label=label, marker=".", **style)
+                if not steps:
+                    continue
+                ax.plot(steps, means, label=label, marker=".", color=colors[label])
                 if len(members) > 1:
                     lo = [m - s for m, s in zip(means, stds)]
                     hi = [m + s for m, s in zip(means, stds)]
-                    ax.fill_between(steps, lo, hi, color=style["color"], alpha=0.15)
-            ax.set_title(tag if lr is None else f"{tag} (lr={lr:g})", fontsize=10)
+                    ax.fill_between(steps, lo, hi, color=colors[label], alpha=0.15)
+            title = tag.removeprefix("val/")
+            ax.set_title(title if lr is None else f"{title} (lr={lr:g})", fontsize=10)
             ax.set_xlabel("step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        axes[i][0].legend(fontsize=8)
+        axes[i][0].legend(fontsize=7)
     fig.savefig(path, dpi=110)
     return path
 
 
-def _order(run: Run) -> tuple:
-    return (not run.is_sft, run.objective != "sft", run.lam or 0.0)
+def numeric_keys(runs: list[Run]) -> list[str]:
+    """The swept keys that take numeric values (the x axes of :func:`plot_against`)."""
+    keys: dict[str, None] = {}
+    for objective_keys in swept_keys(runs).values():
+        keys.update(dict.fromkeys(objective_keys))
+    return [
+        k
+        for k in keys
+        if all(isinstance(r.config.get(k), (int, float, type(None))) for r in runs)
+        and any(isinstance(r.config.get(k), (int, float)) for r in runs)
+    ]
 
 
-def plot_margin_vs_lambda(runs: list[Run], path: Path) -> Path | None:
-    """Final ``val/margins/avg_logps`` of completed ORPO runs against λ, one line per learning
-    rate (mean over seeds, ±1 std bars); ``objective=sft`` runs as dashed horizontal lines."""
-    done = [r for r in runs if r.status == "completed" and r.final(MARGIN) is not None]
-    orpo = [r for r in done if r.objective == "orpo"]
-    if not orpo:
+def plot_against(runs: list[Run], key: str, tags: list[str], path: Path) -> Path | None:
+    """Final values of ``tags`` against ``key`` (one line per objective and other swept values,
+    mean over seeds with 95 % CI bars); arms without ``key`` as dashed horizontal lines."""
+    done = [r for r in runs if r.status == "completed"]
+    keys = swept_keys(runs)
+
+    def x(run: Run) -> float | None:  # None: the run's arm is not defined by ``key``
+        value = run.config.get(key) if key in keys.get(run.arm_name, []) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    if not any(x(r) is not None for r in done):
         return None
-    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
-    ax = fig.subplots()
-    lrs = sorted({r.lr for r in done}, key=lambda lr: lr or 0.0)
-    colors = colormaps["tab10"]
-    for k, lr in enumerate(lrs):
-        points: dict[float, list[float]] = defaultdict(list)
-        for run in orpo:
-            if run.lr == lr:
-                points[run.lam].append(run.final(MARGIN))
-        lams = sorted(points)
-        ys = [mean(points[lam]) for lam in lams]
-        errs = [stdev(points[lam]) if len(points[lam]) > 1 else 0.0 for lam in lams]
-        suffix = f", lr={lr:g}" if lr is not None else ""
-        if lams:
+    tags = [t for t in tags if any(r.final(t) is not None for r in done)]
+    fig = Figure(figsize=(4.6 * len(tags), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(tags), squeeze=False)[0]
+    lines: dict[str, dict[float, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    flat: dict[str, list[Run]] = {}
+    for run in done:
+        if x(run) is not None:
+            rest = " ".join(p for p in run.label.split(" ") if not p.startswith(f"{short(key)}="))
+            lines[rest][x(run)].append(run)
+        else:
+            flat.setdefault(run.label, []).append(run)
+    colors = _colors([*lines, *flat])
+    for ax, tag in zip(axes, tags):
+        for label, points in lines.items():
+            xs = sorted(points)
+            stats = [summarize([r.final(tag) for r in points[x]]) for x in xs]
+            kept = [(x, s) for x, s in zip(xs, stats) if s is not None]
+            if not kept:
+                continue
+            ys = [s.mean for _, s in kept]
+            errors = [(s.high - s.mean) if s.high is not None else 0.0 for _, s in kept]
             ax.errorbar(
-                lams, ys, yerr=errs, marker="o", capsize=3, color=colors(k), label="ORPO" + suffix
+                [x for x, _ in kept],
+                ys,
+                yerr=errors,
+                marker="o",
+                capsize=3,
+                color=colors[label],
+                label=label,
             )
-        sft = [r.final(MARGIN) for r in done if r.objective == "sft" and r.lr == lr]
-        if sft:
-            ax.axhline(mean(sft), color=colors(k), linestyle="--", label="SFT" + suffix)
-    ax.set_xlabel("λ (0 = SFT)")
-    ax.set_ylabel(f"final {MARGIN}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        for label, members in flat.items():
+            s = summarize([r.final(tag) for r in members])
+            if s is not None:
+                ax.axhline(s.mean, color=colors[label], linestyle="--", label=label)
+        ax.set_xlabel(short(key))
+        ax.set_title(f"final {tag.removeprefix('val/')}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     fig.savefig(path, dpi=110)
     return path

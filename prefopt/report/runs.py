@@ -11,16 +11,26 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from prefopt.objectives import name_of_target
+from prefopt.objectives import name_of_target, objective_class
 
+# The metrics every objective logs that do not scale with a hyperparameter (the first five are
+# the Markdown tables' columns; logps/* follow each objective's reduction, so only the CSV has
+# them). Generation metrics (val/gen/...) are added when a run logged them.
 METRICS = (
     "val/margins/avg_logps",
     "val/accuracies/avg_logps",
+    "val/avg_logps/chosen",
+    "val/avg_logps/rejected",
+    "val/nll_loss",
     "val/logps/chosen",
     "val/logps/rejected",
-    "val/nll_loss",
 )
+SHOWN = METRICS[:5]
+GENERATION_PREFIX = "val/gen/"
 SKIP_DIRS = {"tensorboard", "checkpoints", "hf_model", ".hydra", ".submitit", "report"}
+# config keys that never define an arm: the seed (paired repeats), where the run writes, and the
+# settings that only say how long or how often to validate and log
+NOT_ARM_KEYS = ("seed", "data.seed", "paths.", "hydra.", "callbacks.", "logger.", "ckpt_path")
 
 Curve = list[tuple[int, float]]
 
@@ -31,35 +41,38 @@ class Run:
 
     Attributes:
         name: folder relative to the sweep dir (Hydra's override dirname).
-        status: ``completed``, ``failed``, ``running`` or ``unfinished`` (no status, or
-            "running" without a new event for ``stale_minutes``: a killed job).
-        error: the failed job's exception, one line.
-        objective: the objective's registered name (``orpo``, ``sft``, ``dpo``, ...).
-        lam: ORPO's lambda (``None`` for ``sft``, whose loss has none, and ``dpo``).
-        group: the config without the seed: equal for runs that differ only by seed.
+        status: ``completed``, ``failed``, ``interrupted``, ``running`` or ``unfinished`` (no
+            status, or "running" without a new event for ``stale_minutes``: a killed job).
+        error: the failed job's error, one line.
+        step: the step an interrupted job stopped at.
+        objective: the objective's registered name (``orpo``, ``simpo``, ``weighted``, ...).
+        recipe: the ``objective`` config the job chose (``objective=rpo``), from Hydra's record
+            of the job; it names the arm (an ``rpo`` run's objective is ``weighted``).
+        config: the composed config flattened to ``{dotted.key: value}``, without the seed and
+            the output paths (equal for runs that differ only by seed).
+        ignored: objective hyperparameters that only scale metrics (e.g. SFT's ``lam``): runs
+            that differ only in them are one arm.
+        seed: the run's seed.
         curves: ``val/`` tag -> ``[(step, value)]``, sorted, one value per step.
+        label: the arm (set by :func:`prefopt.report.arms.label_arms`).
     """
 
     name: str
     status: str
     error: str | None = None
+    step: int | None = None
     objective: str | None = None
-    lam: float | None = None
-    lr: float | None = None
+    recipe: str | None = None
+    config: dict[str, object] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
     seed: int | None = None
-    group: str = ""
     curves: dict[str, Curve] = field(default_factory=dict)
+    label: str = ""
 
     @property
-    def arm(self) -> str:
-        """``orpo``, ``sft (λ=0)`` for ORPO with lam 0 (exactly SFT), ``sft``, ``dpo``, ..."""
-        if self.objective == "orpo" and self.lam == 0:
-            return "sft (λ=0)"
-        return self.objective or "?"
-
-    @property
-    def is_sft(self) -> bool:
-        return self.arm.startswith("sft")
+    def arm_name(self) -> str | None:
+        """What the arm is called: the chosen objective config, else the objective's name."""
+        return self.recipe or self.objective
 
     def final(self, tag: str) -> float | None:
         curve = self.curves.get(tag)
@@ -76,6 +89,10 @@ class Run:
     def at(self, tag: str, step: int | None) -> float | None:
         return next((v for s, v in self.curves.get(tag, []) if s == step), None)
 
+    @property
+    def last_step(self) -> int | None:
+        return max((curve[-1][0] for curve in self.curves.values()), default=None)
+
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
     """Folders under ``sweep_dir`` (itself included) that hold a run: a ``.hydra`` folder, a
@@ -89,8 +106,8 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def read_curves(tensorboard_dir: Path) -> dict[str, Curve]:
-    """The ``val/`` scalars of every event file in ``tensorboard_dir`` (fit and final validate);
-    a step logged more than once keeps the value written last."""
+    """The ``val/`` scalars of every event file in ``tensorboard_dir``; a step logged more than
+    once keeps the value written last."""
     if not tensorboard_dir.is_dir():
         return {}
     acc = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
@@ -103,67 +120,85 @@ def read_curves(tensorboard_dir: Path) -> dict[str, Curve]:
     return curves
 
 
-def _select(cfg: DictConfig, key: str) -> object:
-    return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+def _flatten(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {
+        prefix[:-1]: node if isinstance(node, (int, float, str, bool, type(None))) else str(node)
+    }
 
 
-def _config(run_dir: Path) -> tuple[DictConfig | None, str]:
-    """The run's config (resolved if saved) and its group key: the config as composed, without
-    ``seed``, so that runs with equal keys differ only by seed."""
+def _config(run_dir: Path) -> tuple[DictConfig | None, dict[str, object]]:
+    """The run's config (resolved if saved) and its flattened composed form without the keys
+    that never define an arm (the seed, the paths, ...)."""
     resolved, composed = run_dir / "config_resolved.yaml", run_dir / ".hydra" / "config.yaml"
     if composed.exists():  # unresolved: data.seed is still ${seed}, paths ${hydra:...}
         raw_cfg = OmegaConf.load(composed)
         cfg = OmegaConf.load(resolved) if resolved.exists() else raw_cfg
-        raw = OmegaConf.to_container(raw_cfg, resolve=False)
-    elif resolved.exists():  # a run made without Hydra's app: drop what the seed and dir set
-        cfg = OmegaConf.load(resolved)
-        raw = OmegaConf.to_container(cfg, resolve=False)
-        raw.pop("paths", None)
-        raw.get("data", {}).pop("seed", None)
+    elif resolved.exists():  # a run made without Hydra's app
+        cfg = raw_cfg = OmegaConf.load(resolved)
     else:
-        return None, f"<no config: {run_dir}>"
-    raw.pop("seed", None)
-    return cfg, json.dumps(raw, sort_keys=True, default=str).replace(str(run_dir.resolve()), "")
+        return None, {}
+    flat = _flatten(OmegaConf.to_container(raw_cfg, resolve=False))
+    flat = {k: v for k, v in flat.items() if not k.startswith(NOT_ARM_KEYS)}
+    return cfg, flat
 
 
-def _status(run_dir: Path, stale_minutes: float) -> tuple[str, str | None]:
+def _status(run_dir: Path, stale_minutes: float) -> dict[str, object]:
     try:
         status = json.loads((run_dir / "status.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return "unfinished", None
-    state, error = status.get("status", "unfinished"), status.get("error")
-    if state == "running":
+        return {"status": "unfinished"}
+    if status.get("status") == "running":
         files = [run_dir / "status.json", *run_dir.glob("*.log"), *run_dir.glob("tensorboard/*")]
         last = max(f.stat().st_mtime for f in files if f.exists())
         if time.time() - last > stale_minutes * 60:
-            state = "unfinished"
-    return state, " ".join(error.split()) if error else None
+            status["status"] = "unfinished"
+    return status
+
+
+def _select(cfg: DictConfig, key: str) -> object:
+    return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
 
 
 def load_run(run_dir: Path, sweep_dir: Path, stale_minutes: float = 30.0) -> Run:
     """Everything the report needs about the run in ``run_dir``."""
-    status, error = _status(run_dir, stale_minutes)
-    cfg, group = _config(run_dir)
-    run = Run(name=str(run_dir.relative_to(sweep_dir)) or ".", status=status, error=error)
-    run.group = group
-    run.curves = read_curves(run_dir / "tensorboard")
+    status = _status(run_dir, stale_minutes)
+    error = status.get("error")
+    cfg, flat = _config(run_dir)
+    run = Run(
+        name=str(run_dir.relative_to(sweep_dir)) or ".",
+        status=str(status.get("status", "unfinished")),
+        error=" ".join(str(error).split()) if error else None,
+        step=status.get("step") if isinstance(status.get("step"), int) else None,
+        config=flat,
+        curves=read_curves(run_dir / "tensorboard"),
+    )
     if cfg is None:
         return run
     target = _select(cfg, "objective._target_")
     run.objective = (name_of_target(str(target)) or str(target)) if target else None
-    lam, lr, seed = (_select(cfg, k) for k in ("objective.lam", "optimizer.lr", "seed"))
-    run.lam = float(lam) if isinstance(lam, (int, float)) and run.objective != "sft" else None
-    run.lr = float(lr) if isinstance(lr, (int, float)) else None
+    if run.objective and name_of_target(str(target)):
+        run.ignored = tuple(getattr(objective_class(run.objective), "metrics_only", ()))
+    seed = _select(cfg, "seed")
     run.seed = int(seed) if isinstance(seed, int) else None
+    run.recipe = _choice(run_dir, "objective")
     return run
 
 
-def load_runs(sweep_dir: Path, stale_minutes: float = 30.0) -> list[Run]:
-    """Every run under ``sweep_dir``, ordered by arm, lr, lambda, seed."""
-    runs = [load_run(d, sweep_dir, stale_minutes) for d in find_run_dirs(sweep_dir)]
-    return sorted(runs, key=sort_key)
+def _choice(run_dir: Path, group: str) -> str | None:
+    """The option of ``group`` Hydra composed for the job (``None``: not recorded)."""
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    if not hydra_file.is_file():
+        return None
+    choice = OmegaConf.select(OmegaConf.load(hydra_file), f"hydra.runtime.choices.{group}")
+    return str(choice) if isinstance(choice, str) else None
 
 
-def sort_key(run: Run) -> tuple:
-    none_last = float("inf")
-    return (not run.is_sft, run.arm, run.lr or none_last, run.lam or 0.0, run.seed or 0, run.name)
+def metrics_of(runs: list[Run]) -> list[str]:
+    """:data:`METRICS` and every generation metric a run logged."""
+    generation = sorted({t for r in runs for t in r.curves if t.startswith(GENERATION_PREFIX)})
+    return [*METRICS, *generation]

@@ -1,51 +1,105 @@
-"""The report's tables: one row per run, one per group of seeds; CSV and Markdown."""
+"""The report's tables: one row per run, one per arm (mean, std, 95 % CI over seeds), the paired
+differences from a baseline arm; as CSV and Markdown."""
 
 from __future__ import annotations
 
 import csv
 from collections import Counter
 from pathlib import Path
-from statistics import mean, stdev
 
-from prefopt.report.runs import METRICS, Run, sort_key
+from prefopt.report.arms import arms, short, swept_keys
+from prefopt.report.runs import SHOWN, Run
+from prefopt.report.stats import CONFIDENCE, Paired, Summary, paired, summarize
 
 
 def fmt(value: float | None) -> str:
-    """Five significant digits (the CSV keeps every digit); empty for a missing value."""
-    return "" if value is None else f"{value:.5g}"
+    """Four significant digits (the CSV keeps every digit); empty for a missing value."""
+    return "" if value is None else f"{value:.4g}"
 
 
-def run_rows(runs: list[Run], best_by: str) -> list[dict[str, object]]:
-    """One row per run: settings, status, and each metric's final value and value at the best
-    step of ``best_by``."""
+def _keys(runs: list[Run]) -> list[str]:
+    """Every key that labels some arm, in a stable order."""
+    seen: dict[str, None] = {}
+    for keys in swept_keys(runs).values():
+        seen.update(dict.fromkeys(keys))
+    return list(seen)
+
+
+def run_rows(runs: list[Run], metrics: list[str], best_by: str) -> list[dict[str, object]]:
+    """One row per run: arm, swept values, status, and each metric's final value and its value
+    at the best step of ``best_by``."""
+    keys = _keys(runs)
     rows = []
     for run in runs:
         step = run.best_step(best_by)
-        row = {"run": run.name, "status": run.status, "objective": run.arm, "lam": run.lam}
-        last = max((curve[-1][0] for curve in run.curves.values()), default=None)
-        row |= {"lr": run.lr, "seed": run.seed, "last_step": last, "best_step": step}
-        row |= {f"final {tag}": run.final(tag) for tag in METRICS}
-        row |= {f"best {tag}": run.at(tag, step) for tag in METRICS}
+        row: dict[str, object] = {"run": run.name, "status": run.status, "arm": run.label}
+        row |= {"objective": run.objective} | {short(k): run.config.get(k) for k in keys}
+        row |= {"seed": run.seed, "last_step": run.last_step, "best_step": step}
+        row |= {f"final {tag}": run.final(tag) for tag in metrics}
+        row |= {f"best {tag}": run.at(tag, step) for tag in metrics}
         rows.append(row | {"error": run.error})
     return rows
 
 
-def seed_rows(runs: list[Run]) -> list[dict[str, object]]:
-    """Runs that differ only by seed, pooled: mean and sample std of the final metrics over the
-    completed ones."""
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(run.group, []).append(run)
+def arm_summaries(runs: list[Run], metrics: list[str]) -> dict[str, dict[str, Summary | None]]:
+    """``{arm: {metric: summary of the final values of its completed runs}}``."""
+    return {
+        label: {
+            tag: summarize([r.final(tag) for r in members if r.status == "completed"])
+            for tag in metrics
+        }
+        for label, members in arms(runs).items()
+    }
+
+
+def arm_rows(runs: list[Run], metrics: list[str]) -> list[dict[str, object]]:
+    """One row per arm: its seeds, how many completed, and per metric mean, std and CI."""
+    summaries = arm_summaries(runs, metrics)
     rows = []
-    for members in sorted(groups.values(), key=lambda g: sort_key(g[0])):
+    for label, members in arms(runs).items():
         done = [r for r in members if r.status == "completed"]
-        row = {"objective": members[0].arm, "lam": members[0].lam, "lr": members[0].lr}
+        row: dict[str, object] = {"arm": label, "objective": members[0].objective}
         row |= {"seeds": " ".join(str(r.seed) for r in members)}
         row |= {"completed": len(done), "runs": len(members)}
-        for tag in METRICS:
-            values = [v for v in (r.final(tag) for r in done) if v is not None]
-            row[f"mean {tag}"] = mean(values) if values else None
-            row[f"std {tag}"] = stdev(values) if len(values) > 1 else None
+        for tag in metrics:
+            s = summaries[label][tag]
+            row |= {
+                f"mean {tag}": s and s.mean,
+                f"std {tag}": s and s.std,
+                f"ci_low {tag}": s and s.low,
+                f"ci_high {tag}": s and s.high,
+            }
+        rows.append(row)
+    return rows
+
+
+def _by_seed(members: list[Run], tag: str) -> dict[int, float]:
+    return {
+        r.seed: r.final(tag)
+        for r in members
+        if r.status == "completed" and r.seed is not None and r.final(tag) is not None
+    }
+
+
+def paired_rows(runs: list[Run], metrics: list[str], baseline: str) -> list[dict[str, object]]:
+    """One row per arm other than ``baseline``: per metric, the mean paired difference from the
+    baseline over the seeds both completed, its CI and the paired t-test's p-value."""
+    grouped = arms(runs)
+    base = grouped[baseline]
+    rows = []
+    for label, members in grouped.items():
+        if label == baseline:
+            continue
+        row: dict[str, object] = {"arm": label, "baseline": baseline}
+        for tag in metrics:
+            result = paired(_by_seed(members, tag), _by_seed(base, tag))
+            row |= {
+                f"pairs {tag}": result and result.n,
+                f"diff {tag}": result and result.diff.mean,
+                f"ci_low {tag}": result and result.diff.low,
+                f"ci_high {tag}": result and result.diff.high,
+                f"p {tag}": result and result.p,
+            }
         rows.append(row)
     return rows
 
@@ -63,56 +117,97 @@ def _md_table(header: list[str], lines: list[list[str]]) -> str:
 
 
 def _pair(value: float | None, other: float | None, sep: str) -> str:
-    """``value<sep>other`` (final / best, mean ± std); one of them or nothing when missing."""
+    """``value<sep>other`` (final / best); one of them or nothing when missing."""
     return "" if value is None else fmt(value) if other is None else fmt(value) + sep + fmt(other)
 
 
-def _settings(row: dict[str, object]) -> list[str]:
-    lam = "—" if row["lam"] is None else fmt(row["lam"])  # sft: its loss has no lambda
-    return [str(row["objective"]), lam, fmt(row["lr"]), str(row.get("seed", row.get("seeds")))]
+def _summary(s: Summary | None) -> str:
+    if s is None:
+        return ""
+    if s.std is None:
+        return f"{fmt(s.mean)} (n=1)"
+    return f"{fmt(s.mean)} ± {fmt(s.std)} [{fmt(s.low)}, {fmt(s.high)}]"
+
+
+def _paired_cell(result: Paired | None) -> str:
+    if result is None:
+        return ""
+    d = result.diff
+    interval = f" [{fmt(d.low)}, {fmt(d.high)}]" if d.low is not None else ""
+    p = f", p={result.p:.2g}" if result.p is not None else ""
+    return f"{d.mean:+.4g}{interval}{p} (n={result.n})"
+
+
+def _name(tag: str) -> str:
+    return tag.removeprefix("val/")
 
 
 def markdown(
     runs: list[Run],
-    rows: list[dict[str, object]],
-    seeds: list[dict[str, object]],
+    metrics: list[str],
     best_by: str,
     plots: list[Path],
     sweep_dir: Path,
+    baseline: str | None = None,
 ) -> str:
-    """``report.md``: counts, the per-run table, the per-seed table, errors, plots."""
+    """``report.md``: counts, the per-run table, the per-arm table, paired differences, errors,
+    plots."""
     counts = Counter(run.status for run in runs)
-    short = [tag.removeprefix("val/") for tag in METRICS]
+    shown = [t for t in metrics if t in SHOWN or t.startswith("val/gen/")]
     per_run = _md_table(
-        ["run", "status", "objective", "λ", "lr", "seed", "step"]
-        + [f"{name} final / best" for name in short],
+        ["run", "status", "arm", "seed", "step"] + [f"{_name(t)} final / best" for t in shown],
         [
-            [f"`{r['run']}`", r["status"] if r["status"] == "completed" else f"**{r['status']}**"]
-            + [*_settings(r), str(r["last_step"] or "")]
-            + [_pair(r[f"final {t}"], r[f"best {t}"], " / ") for t in METRICS]
-            for r in rows
+            [f"`{r.name}`", r.status if r.status == "completed" else f"**{r.status}**"]
+            + [r.label, str(r.seed if r.seed is not None else ""), str(r.last_step or "")]
+            + [_pair(r.final(t), r.at(t, r.best_step(best_by)), " / ") for t in shown]
+            for r in runs
         ],
     )
-    pooled = _md_table(
-        ["objective", "λ", "lr", "seeds", "completed"] + [f"{name} mean ± std" for name in short],
+    summaries = arm_summaries(runs, shown)
+    grouped = arms(runs)
+    per_arm = _md_table(
+        ["arm", "seeds", "completed"] + [_name(t) for t in shown],
         [
-            [*_settings(g), f"{g['completed']}/{g['runs']}"]
-            + [_pair(g[f"mean {t}"], g[f"std {t}"], " ± ") for t in METRICS]
-            for g in seeds
+            [label, " ".join(str(r.seed) for r in members)]
+            + [f"{sum(r.status == 'completed' for r in members)}/{len(members)}"]
+            + [_summary(summaries[label][t]) for t in shown]
+            for label, members in grouped.items()
         ],
     )
-    failed = [f"- `{run.name}`: {run.error}" for run in runs if run.status == "failed"]
+    level = f"{CONFIDENCE:.0%}"
     parts = [
         f"# Sweep report: `{sweep_dir}`",
         f"{len(runs)} run(s): " + ", ".join(f"{n} {status}" for status, n in counts.items()) + ". "
-        f"*best*: the value at the validation step with the best `{best_by}`. "
-        "`sft (λ=0)` is ORPO with λ = 0, exactly SFT; `sft`'s loss has no λ.",
+        f"*best*: the value at the validation step with the best `{best_by}`. An arm is the "
+        "runs that differ only by their seed; its label is the objective and what was swept.",
         "## Runs",
         per_run,
-        "## Mean ± std over seeds (final values of completed runs)",
-        pooled,
-        *(["## Failed runs", "\n".join(failed)] if failed else []),
-        "## Plots",
-        *(f"![{path.stem}]({path.name})" for path in plots),
+        f"## Arms: mean ± std [{level} CI, Student's t] over seeds (final values, completed runs)",
+        per_arm,
     ]
+    if baseline is not None:
+        base = grouped[baseline]
+        lines = []
+        for label, members in grouped.items():
+            if label != baseline:
+                cells = [
+                    _paired_cell(paired(_by_seed(members, t), _by_seed(base, t))) for t in shown
+                ]
+                lines.append([label, *cells])
+        parts += [
+            f"## Paired differences from `{baseline}` (arm − baseline, same seeds; mean "
+            f"[{level} CI], paired t-test p)",
+            _md_table(["arm"] + [_name(t) for t in shown], lines),
+        ]
+    problems = [r for r in runs if r.status in ("failed", "interrupted")]
+    if problems:
+        lines = [
+            f"- `{r.name}`: {r.error}"
+            if r.status == "failed"
+            else f"- `{r.name}`: interrupted "
+            f"at step {r.step} (resume with `ckpt_path=last hydra.run.dir=<its folder>`)"
+            for r in problems
+        ]
+        parts += ["## Failed and interrupted runs", "\n".join(lines)]
+    parts += ["## Plots", *(f"![{path.stem}]({path.name})" for path in plots)]
     return "\n\n".join(parts) + "\n"

@@ -125,18 +125,20 @@ def test_report_on_the_sweep_matches_the_event_files(sweeps):
     sweep = sweeps["grid"][0]
     rows = report(sweep)
     assert sorted(rows) == sorted(GRID)
-    assert rows["objective.lam=0,objective=orpo"]["objective"] == "sft (λ=0)"
-    assert rows["objective.lam=0.5,objective=orpo"]["objective"] == "orpo"
-    assert rows["objective.lam=0.5,objective=sft"]["objective"] == "sft"
+    # labelled by the objective chosen and what was swept for it; SFT's lam only scales metrics
+    assert rows["objective.lam=0,objective=orpo"]["arm"] == "orpo λ=0"
+    assert rows["objective.lam=0.5,objective=orpo"]["arm"] == "orpo λ=0.5"
+    assert rows["objective.lam=0.5,objective=sft"]["arm"] == "sft"
+    assert rows["objective.lam=0,objective=sft"]["arm"] == "sft"
     for name, row in rows.items():
         acc = EventAccumulator(str(sweep / name / "tensorboard"), size_guidance={"scalars": 0})
         acc.Reload()
-        for tag in ("val/margins/avg_logps", "val/logps/chosen", "val/nll_loss"):
+        for tag in ("val/margins/avg_logps", "val/avg_logps/chosen", "val/nll_loss"):
             last = acc.Scalars(tag)[-1]
             assert float(row[f"final {tag}"]) == pytest.approx(last.value, rel=1e-6)
             assert last.value == pytest.approx(status(sweep / name)["metrics"][tag], rel=1e-6)
         assert row["last_step"] == "4" and row["status"] == "completed"
-    for png in ("curves.png", "margin_vs_lambda.png"):
+    for png in ("curves.png", "final_vs_lambda.png"):
         assert (sweep / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
