@@ -26,8 +26,8 @@ FAST = [
     "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64",
     "callbacks.progress_bar=null",
-    "callbacks.generations.num_prompts=2",
-    "callbacks.generations.max_new_tokens=4",
+    "evaluation.num_prompts=4",
+    "evaluation.max_new_tokens=8",
 ]
 
 

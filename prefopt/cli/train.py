@@ -2,6 +2,7 @@
 
 prefopt-train                                   # ORPO, tiny model, built-in data, CPU
 prefopt-train objective=sft                     # the SFT-only ablation arm
+prefopt-train evaluation=[exact_match,reward_model] evaluation.reward_model.path=RM_DIR
 prefopt-train -m objective.lam=0.05,0.1,0.5     # a sweep (see docs/sweeps.md)
 """
 
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prefopt.cli.checks import check_config
 from prefopt.cli.errors import debug, describe, exit_with_error, user_error
+from prefopt.evaluation import Evaluation
 from prefopt.models.build import build_model, build_tokenizer
 from prefopt.models.save import policy_weights, save_hf
 from prefopt.training.callbacks import PrecomputeReference
@@ -57,6 +59,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and validate as ``cfg`` says; return the final ``val/`` metrics."""
     objective = instantiate(cfg.objective)
     check_config(cfg, objective)
+    # built before anything loads, so a bad evaluator option fails at once
+    evaluation: Evaluation | None = instantiate(cfg.evaluation) if cfg.get("evaluation") else None
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:  # written first: prefopt-export rebuilds the model from it
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks.append(PrecomputeReference())  # acts only for module.reference=precomputed
+    if evaluation is not None:
+        callbacks.append(evaluation)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=[instantiate(cfg.logger)] if cfg.get("logger") else False,
@@ -82,7 +88,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         strategy=instantiate(cfg.strategy) if cfg.get("strategy") else "auto",
         plugins=[AtomicCheckpointIO()],  # a killed save never leaves a broken checkpoint
     )
-    log_hyperparameters(trainer, cfg, metric_tags=SUMMARY_KEYS)
+    eval_keys = evaluation.metric_keys() if evaluation is not None else ()
+    log_hyperparameters(trainer, cfg, metric_tags=(*SUMMARY_KEYS, *eval_keys))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -117,7 +124,8 @@ def _save_hf(
 
 
 def _print_summary(final: dict[str, float], output_dir: Path) -> None:
-    lines = [f"  {k:<28} {final[k]: .4f}" for k in SUMMARY_KEYS if k in final]
+    keys = [*SUMMARY_KEYS, *sorted(k for k in final if k.startswith("val/gen/"))]
+    lines = [f"  {k:<36} {final[k]: .4f}" for k in keys if k in final]
     print("final validation metrics:\n" + "\n".join(lines))
     print(f"outputs: {output_dir}  (tensorboard --logdir {output_dir})")
 

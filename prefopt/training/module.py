@@ -2,8 +2,8 @@
 
 It only trains: the model arrives built (``prefopt.models.load_model``: surgery and adapters done),
 the loss of a batch is :func:`prefopt.training.step.batch_loss`, reference log-probs come from a
-provider (``prefopt.models.reference``), and the reference precompute, data statistics and
-generations are callbacks (``prefopt.training.callbacks``).
+provider (``prefopt.models.reference``), and the reference precompute and data statistics are
+callbacks (``prefopt.training.callbacks``), the generation evaluators too (``prefopt.evaluation``).
 """
 
 from __future__ import annotations
