@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -68,7 +69,10 @@ class Evaluation(L.Callback):
             ("batch_size", batch_size, 1),
         ):
             if not isinstance(value, int) or value < low:
-                raise ConfigError(f"evaluation.{key}={value!r}: must be an integer >= {low}")
+                raise ConfigError(
+                    f"evaluation.{key}={value!r}: must be an integer >= {low} "
+                    "(evaluation=[] turns evaluation off)"
+                )
         for key, evaluator in evaluators.items():
             if evaluator is not None and not isinstance(evaluator, Evaluator):
                 raise ConfigError(
@@ -137,16 +141,21 @@ class Evaluation(L.Callback):
             self.sampling.batch_size,
         )
         world = trainer.world_size
-        with eval_mode(model), isolated_rng(self.seed + trainer.global_rank):
+        with torch.no_grad(), eval_mode(model), isolated_rng(self.seed + trainer.global_rank):
             rows = self._generate(policy, synced=world > 1)
             values = {key: ev.score(rows, policy) for key, ev in self.evaluators.items()}
-        mine = [
-            (row.position, (row, {k: {n: v[i] for n, v in vs.items()} for k, vs in values.items()}))
-            for i, row in enumerate(rows)
+        # per row: {evaluator key: {value name: value}}, gathered with the rows in sample order
+        per_row = [
+            {key: {name: column[i] for name, column in vs.items()} for key, vs in values.items()}
+            for i in range(len(rows))
         ]
-        everything = gather(mine, self._num_rows, world)
+        everything = gather(
+            [(row.position, (row, scores)) for row, scores in zip(rows, per_row)],
+            self._num_rows,
+            world,
+        )
         metrics: dict[str, float] = {}
-        with eval_mode(model), isolated_rng(self.seed):
+        with torch.no_grad(), eval_mode(model), isolated_rng(self.seed):
             for key, evaluator in self.evaluators.items():
                 names = everything[0][1][key].keys() if everything else ()
                 gathered = {n: [float(v[key][n]) for _, v in everything] for n in names}

@@ -4,8 +4,8 @@ The prompts are the tokenized dataset's ``prompt_input_ids``: the chat template 
 applied and they end with the generation prompt, so they go to ``model.generate`` as they are.
 Generation stops at the EOS token, at the chat template's end-of-turn token (e.g. ``<|im_end|>``,
 ``<|eot_id|>``) and at the model's own ``generation_config.eos_token_id``. Only the settings
-given here apply: a model's ``generation_config`` sampling defaults (top-k, repetition penalty)
-do not.
+given here apply: a model's ``generation_config`` defaults (top-k, repetition penalty, n-gram
+bans, minimum length) do not.
 """
 
 from __future__ import annotations
@@ -116,12 +116,20 @@ def generate(
     Returns:
         For each prompt, ``(new token ids, stopped)``: the stop token included when ``stopped``.
     """
+    sample = sampling.do_sample
+    # every setting a model's generation_config could change is given (generate fills the unset
+    # ones from it); greedy decoding gets the neutral defaults, which it does not read
     config = GenerationConfig(
         max_new_tokens=sampling.max_new_tokens,
-        do_sample=sampling.do_sample,
-        temperature=sampling.temperature if sampling.do_sample else None,
-        top_p=sampling.top_p if sampling.do_sample else None,
-        top_k=sampling.top_k if sampling.do_sample else None,
+        min_new_tokens=0,
+        do_sample=sample,
+        num_beams=1,
+        temperature=sampling.temperature if sample else 1.0,
+        top_p=sampling.top_p if sample else 1.0,
+        top_k=sampling.top_k if sample else 50,
+        typical_p=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
         eos_token_id=list(stop_ids),
         pad_token_id=pad_token_id,
         use_cache=True,

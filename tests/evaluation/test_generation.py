@@ -67,6 +67,11 @@ def test_generation_stops_at_the_end_of_turn_token_and_at_the_limit(tokenizer):
     looping = bigram_lm(tokenizer, {assistant: a, a: a}, default=a)  # never stops
     out = generate(looping, prompts[:2], tokenizer.pad_token_id, [end], Sampling(max_new_tokens=5))
     assert out == [([a] * 5, False)] * 2
+    # the model's own generation defaults do not apply (this one would ban the repeated "a")
+    looping.generation_config.update(no_repeat_ngram_size=1, repetition_penalty=100.0)
+    looping.generation_config.update(max_new_tokens=2, min_new_tokens=2)
+    out = generate(looping, prompts[:2], tokenizer.pad_token_id, [end], Sampling(max_new_tokens=5))
+    assert out == [([a] * 5, False)] * 2
 
 
 def test_batched_left_padded_greedy_equals_one_prompt_at_a_time(tokenizer):
