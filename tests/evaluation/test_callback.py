@@ -20,10 +20,11 @@ import prefopt.evaluation.callback as callback_module
 from prefopt.cli.errors import user_error
 from prefopt.cli.train import train
 from prefopt.errors import ConfigError
-from prefopt.evaluation import UnknownEvaluatorError, available, get_evaluator
+from prefopt.evaluation import UnknownEvaluatorError, available, get_evaluator, registry
 from prefopt.evaluation.exact_match import NORMALIZERS
 from prefopt.evaluation.runtime import eval_mode, gather, sample_positions, shard
 from tests.conftest import CONFIG_DIR, FAST, ROOT, compose_train
+from tests.evaluation.helpers import make_row
 
 EVAL_CONFIGS = CONFIG_DIR / "evaluation"
 # LoRA dropout: training draws from the torch generator at every step, so evaluation's sampling
@@ -70,6 +71,25 @@ def test_evaluators_compose_under_their_own_keys_with_the_shared_settings(tmp_pa
         train(compose_train(tmp_path, ["evaluation.exact_match.normalize=x"]))
     assert isinstance(user_error(err.value), ConfigError)
     assert str(user_error(err.value)).startswith("evaluation.exact_match.normalize='x' is unknown")
+
+
+def test_the_documented_example_evaluator_registers_and_scores(tokenizer):
+    """docs/evaluation.md, "Adding an evaluator": its code and config, as written there."""
+    doc = (ROOT / "docs" / "evaluation.md").read_text().split("## Adding an evaluator")[1]
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    config = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/evaluation.md", "exec"), namespace)
+    try:
+        assert "contains" in available()
+        node = OmegaConf.create(config)
+        assert node._target_ == "prefopt.evaluation.contains.Contains"
+        evaluator = namespace["Contains"](text=node.text)
+        rows = [make_row(tokenizer, g) for g in ("Sorry, no.", "437 is odd.", "so SORRY", "?")]
+        values = evaluator.score(rows, policy=None)
+        assert evaluator.summarize(values, policy=None) == {"rate": 0.5}
+    finally:
+        registry._REGISTRY.pop("contains")
 
 
 def test_sample_shards_and_gather_cover_the_sample_once():
