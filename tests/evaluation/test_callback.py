@@ -92,6 +92,26 @@ def test_the_documented_example_evaluator_registers_and_scores(tokenizer):
         registry._REGISTRY.pop("contains")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["callbacks.model_checkpoint.monitor=val/gen/length/mean_tokens"],
+            "monitor='val/gen/length/mean_tokens' needs evaluation.every_n_val=1 (it is 2)",
+        ),
+        (
+            ["callbacks.model_checkpoint.monitor=val/gen/reward_model/win_rate"],
+            "'reward_model' is not among the selected evaluators: add it",
+        ),
+    ],
+)
+def test_a_checkpoint_monitor_on_val_gen_needs_an_evaluation_at_every_validation(
+    tmp_path, overrides, message
+):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(compose_train(tmp_path, overrides))
+
+
 def test_sample_shards_and_gather_cover_the_sample_once():
     positions = sample_positions(200, 64, seed=0)
     assert len(set(positions)) == 64 and positions == sorted(positions)
