@@ -26,8 +26,8 @@ FAST = [
     "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64",
     "callbacks.progress_bar.every_n_steps=0",  # no progress records (and no bar: not a terminal)
-    "callbacks.generations.num_prompts=2",
-    "callbacks.generations.max_new_tokens=4",
+    "evaluation.num_prompts=4",
+    "evaluation.max_new_tokens=8",
 ]
 
 

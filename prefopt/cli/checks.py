@@ -69,6 +69,7 @@ def check_config(cfg: DictConfig, objective: Objective) -> None:
         )
     check_peft_config(cfg)
     check_strategy_config(cfg)
+    check_evaluation_config(cfg)
 
 
 def check_peft_config(cfg: DictConfig) -> None:
@@ -88,6 +89,27 @@ def check_strategy_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "the DeepSpeed strategies need deepspeed, which is not installed: "
             "pip install 'prefopt[deepspeed]' (CUDA GPUs only)"
+        )
+
+
+def check_evaluation_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` if the best checkpoint watches a ``val/gen/`` metric that some
+    validations will not log (the evaluator is not selected, or evaluation skips validations)."""
+    monitor = str(OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default="") or "")
+    if not monitor.startswith("val/gen/"):
+        return
+    evaluation = cfg.get("evaluation") or {}
+    key = monitor.split("/")[2]
+    if key not in evaluation:
+        raise ConfigError(
+            f"callbacks.model_checkpoint.monitor={monitor!r}, but {key!r} is not among the "
+            f"selected evaluators: add it (evaluation=[...,{key}]) or monitor another metric"
+        )
+    if evaluation.get("every_n_val") != 1:
+        raise ConfigError(
+            f"callbacks.model_checkpoint.monitor={monitor!r} needs evaluation.every_n_val=1 "
+            f"(it is {evaluation.get('every_n_val')}): a validation without evaluation logs no "
+            "val/gen/ metric"
         )
 
 

@@ -2,6 +2,7 @@
 
 prefopt-train                                   # ORPO, tiny model, built-in data, CPU
 prefopt-train objective=sft                     # the SFT-only ablation arm
+prefopt-train evaluation=[exact_match,reward_model] evaluation.reward_model.path=RM_DIR
 prefopt-train -m objective.lam=0.05,0.1,0.5     # a sweep (see docs/sweeps.md)
 """
 
@@ -28,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from prefopt.cli.checks import check_config, check_values
 from prefopt.cli.errors import OWN_FULL_ERROR, debug, describe, exit_with_error, user_message
 from prefopt.errors import CheckpointError, TrainingError
+from prefopt.evaluation import Evaluation
 from prefopt.models.build import build_model, build_tokenizer
 from prefopt.models.save import policy_weights, save_hf
 from prefopt.training import tensorboard
@@ -89,6 +91,8 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, float]:
     check_values(cfg)
     objective = instantiate(cfg.objective)
     check_config(cfg, objective)
+    # built before anything loads, so a bad evaluator option fails at once
+    evaluation: Evaluation | None = instantiate(cfg.evaluation) if cfg.get("evaluation") else None
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:  # written first: prefopt-export rebuilds the model from it
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,8 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, float]:
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += [PrecomputeReference(), stop]  # the former acts only for reference=precomputed
+    if evaluation is not None:
+        callbacks.append(evaluation)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=[instantiate(cfg.logger)] if cfg.get("logger") else False,
@@ -114,7 +120,10 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, float]:
         strategy=instantiate(cfg.strategy) if cfg.get("strategy") else "auto",
         plugins=[AtomicCheckpointIO()],  # a killed save never leaves a broken checkpoint
     )
-    log_hyperparameters(trainer, cfg, metric_tags=SUMMARY_KEYS, recipe=_choice("objective"))
+    eval_keys = evaluation.metric_keys() if evaluation is not None else ()
+    log_hyperparameters(
+        trainer, cfg, metric_tags=(*SUMMARY_KEYS, *eval_keys), recipe=_choice("objective")
+    )
 
     try:
         initial, final = _fit_and_validate(cfg, trainer, module, datamodule)
@@ -161,7 +170,7 @@ def _fit(trainer: L.Trainer, module: PreferenceModule, datamodule, ckpt_path: st
 
 
 def _metrics(results: list[dict[str, Any]]) -> dict[str, float]:
-    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+    return {k: float(v) for k, v in (results[0] if results else {}).items() if k.startswith("val/")}
 
 
 def _save_hf(
@@ -189,10 +198,11 @@ def _save_hf(
 def _print_summary(final: dict[str, float], initial: dict[str, float], output_dir: Path) -> None:
     since = " (change since the step-0 validation)" if initial else ""
     lines = []
-    for key in SUMMARY_KEYS:
+    keys = [*SUMMARY_KEYS, *sorted(k for k in final if k.startswith("val/gen/"))]
+    for key in keys:
         if key in final:
             change = f"  ({final[key] - initial[key]:+.4f})" if key in initial else ""
-            lines.append(f"  {key:<28} {final[key]: .4f}{change}")
+            lines.append(f"  {key:<36} {final[key]: .4f}{change}")
     print(f"final validation metrics{since}:\n" + "\n".join(lines))
     print(f"outputs: {output_dir}  (tensorboard --logdir {output_dir})")
 

@@ -6,7 +6,9 @@ the same words (rejected), e.g. ``"Is 437 odd or even?"`` -> ``"437 is odd."`` (
 Chosen and rejected share almost every token, so supervised fine-tuning on the chosen answers also
 raises the log-probability of the rejected ones (the effect the ORPO paper starts from); only the
 few tokens that carry the answer tell them apart, and they follow a rule a tiny model can learn.
-Each prompt + response is at most ~45 bytes.
+Each prompt + response is at most ~45 bytes. Every question has exactly one correct answer, the
+chosen response, which the splits also carry as the ``reference`` column (for the generation
+evaluators: a greedy completion can be checked against it).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def builtin_splits(
         seed: Seed of the generator.
 
     Returns:
-        ``(train, eval)`` datasets with string columns ``prompt``, ``chosen``, ``rejected``.
+        ``(train, eval)`` datasets with string columns ``prompt``, ``chosen``, ``rejected`` and
+        ``reference`` (the correct answer: the same text as ``chosen``).
     """
     train = generate_rows(train_size, seed)
     eval_rows = generate_rows(eval_size, seed + 1, exclude={p for p, _, _ in train})
@@ -100,7 +103,12 @@ def builtin_splits(
     def to_dataset(rows: list[Row]) -> Dataset:
         prompts, chosen, rejected = zip(*rows) if rows else ((), (), ())
         return Dataset.from_dict(
-            {"prompt": list(prompts), "chosen": list(chosen), "rejected": list(rejected)}
+            {
+                "prompt": list(prompts),
+                "chosen": list(chosen),
+                "rejected": list(rejected),
+                "reference": list(chosen),
+            }
         )
 
     return to_dataset(train), (to_dataset(eval_rows) if eval_size > 0 else None)

@@ -3,7 +3,9 @@
 Four layouts are accepted (TRL's names): standard (strings) or conversational (lists of
 ``{role, content}`` messages), each with an explicit prompt (a ``prompt`` column) or an implicit one
 (the shared leading part of ``chosen`` and ``rejected``). ``columns`` maps other column names onto
-``prompt`` / ``system`` / ``chosen`` / ``rejected``.
+``prompt`` / ``system`` / ``chosen`` / ``rejected``, and onto ``reference``: an optional reference
+answer (text, kept as it is for the generation evaluators), found by itself in a ``reference`` or
+``answer`` column.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from datasets import Dataset
 from prefopt.errors import ConfigError
 
 FIELDS = ("prompt", "system", "chosen", "rejected")
+REFERENCE_FIELD = "reference"
+# columns taken as the reference answer when ``columns`` maps none
+REFERENCE_COLUMNS = ("reference", "answer")
 Messages = list[dict[str, Any]]
 Text = str | Messages
 
@@ -33,6 +38,7 @@ class FormatSpec:
             (``format: conversational`` forced on standard data).
         implicit_prompt_marker: For implicit string prompts, end the prompt right after the last
             occurrence of this text in the shared part (e.g. ``"\\n\\nAssistant:"``).
+        reference_column: Source column of the reference answer (None: the data has none).
     """
 
     conversational: bool
@@ -40,6 +46,7 @@ class FormatSpec:
     columns: Mapping[str, str]
     wrap_strings: bool = False
     implicit_prompt_marker: str | None = None
+    reference_column: str | None = None
 
 
 def check_options(format: str, prompt: str) -> None:
@@ -73,7 +80,8 @@ def resolve_format(
         source: Its name, for error messages.
         format: ``auto``, ``standard`` or ``conversational``.
         prompt: ``auto``, ``explicit`` or ``implicit``.
-        columns: Field -> source column, for fields named differently (e.g. ``{prompt: question}``).
+        columns: Field -> source column, for fields named differently (e.g. ``{prompt: question}``;
+            ``reference`` for the reference answer).
         implicit_prompt_marker: See :class:`FormatSpec`.
 
     Returns:
@@ -86,15 +94,18 @@ def resolve_format(
     available = dataset.column_names
     mapping = dict(columns or {})
     for field, column in mapping.items():
-        if field not in FIELDS:
+        if field not in (*FIELDS, REFERENCE_FIELD):
             raise ConfigError(
-                f"data.columns: unknown field {field!r}; expected one of {', '.join(FIELDS)}"
+                f"data.columns: unknown field {field!r}; expected one of "
+                f"{', '.join((*FIELDS, REFERENCE_FIELD))}"
             )
         if column not in available:
             raise ConfigError(
                 f"{source}: data.columns maps {field} -> {column!r}, which is not a column; "
                 f"available: {', '.join(available)}"
             )
+    found = [c for c in REFERENCE_COLUMNS if c in available]
+    reference = mapping.pop(REFERENCE_FIELD, found[0] if found else None)
     for field in FIELDS:
         if field not in mapping and field in available:
             mapping[field] = field
@@ -136,6 +147,7 @@ def resolve_format(
         columns=mapping,
         wrap_strings=wrap,
         implicit_prompt_marker=implicit_prompt_marker,
+        reference_column=reference,
     )
 
 

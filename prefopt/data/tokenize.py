@@ -27,6 +27,7 @@ from prefopt.data.formats import FormatSpec, Text, normalize_row
 from prefopt.errors import ConfigError, DataError
 
 COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
+REFERENCE = "reference"  # the optional reference answer, kept as text (None where a row has none)
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,11 @@ def tokenize_batch(
     limits: Truncation,
     source: str,
 ) -> dict[str, list[Any]]:
-    """``datasets.map`` function (batched, with indices): rows -> token ids + ``skip_reason``."""
+    """``datasets.map`` function (batched, with indices): rows -> token ids + ``skip_reason``
+    (+ ``reference`` text when ``spec.reference_column`` is set)."""
     out: dict[str, list[Any]] = {c: [] for c in (*COLUMNS, "skip_reason")}
+    if spec.reference_column is not None:
+        out[REFERENCE] = [None if v is None else str(v) for v in batch[spec.reference_column]]
     texts: list[str] = []
     kept: list[int] = []
     for i, idx in enumerate(indices):
@@ -180,7 +184,8 @@ def tokenize_split(
         num_proc: Processes for ``datasets.map``.
 
     Returns:
-        The dataset with only :data:`COLUMNS`, and the number of dropped pairs per reason.
+        The dataset with only :data:`COLUMNS` (and :data:`REFERENCE` when the data has a
+        reference answer), and the number of dropped pairs per reason.
     """
     tokenized = raw.map(
         tokenize_batch,

@@ -2,8 +2,8 @@
 
 It only trains: the model arrives built (``prefopt.models.load_model``: surgery and adapters done),
 the loss of a batch is :func:`prefopt.training.step.batch_loss`, reference log-probs come from a
-provider (``prefopt.models.reference``), and the reference precompute, data statistics and
-generations are callbacks (``prefopt.training.callbacks``).
+provider (``prefopt.models.reference``), and the reference precompute and data statistics are
+callbacks (``prefopt.training.callbacks``), the generation evaluators too (``prefopt.evaluation``).
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ class PreferenceModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log("val", self.val_metrics.compute())
         self.val_metrics.reset()
+        # x of the val/ scalars: the optimizer steps done (Lightning's default lags one behind)
+        self.log("step", float(self.global_step), sync_dist=False)
 
     def on_train_epoch_end(self) -> None:
         self.train_metrics.reset()

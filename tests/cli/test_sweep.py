@@ -20,7 +20,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from prefopt.cli.report import main as report_main
 from tests.conftest import CONFIG_DIR, FAST
 
-QUICK = [*FAST, "callbacks.generations.num_prompts=0", "save_hf_model=false"]
+QUICK = [*FAST, "evaluation=[]", "save_hf_model=false"]
 # keep the FAST settings out of the job folder names (as an experiment file would)
 DEFAULT_EXCLUDED = yaml.safe_load((CONFIG_DIR / "hydra" / "default.yaml").read_text())["job"][
     "config"

@@ -70,8 +70,10 @@ def test_tensorboard_holds_hparams_generations_and_final_values(make_cfg):
     )
     assert b"hparams" in raw and b"objective.lam" in raw and b"optimizer.lr" in raw
     assert b"val/margins/avg_logps" in raw
-    # generations: a text summary at each validation
-    assert "val/generations/text_summary" in acc.Tags()["tensors"]
+    # the default evaluators' sample table (greedy generations of eval prompts) and scalars
+    assert "val/gen/samples/text_summary" in acc.Tags()["tensors"]
+    assert {"val/gen/exact_match/accuracy", "val/gen/length/mean_tokens"} <= set(final)
+    assert b"val/gen/exact_match/accuracy" in raw  # an HParams column too
 
 
 def test_exported_model_loads_with_transformers_and_generates(make_cfg):

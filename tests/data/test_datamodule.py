@@ -315,3 +315,25 @@ def test_a_tiny_eval_split_gets_a_warning_naming_the_key(
         "data.eval_fraction"
         for r in caplog.records
     )
+
+
+def test_a_reference_answer_column_is_kept_as_text(builtin_tokenizer, cache_dir, tmp_path):
+    """The built-in data carries its correct answer; elsewhere a ``reference`` or ``answer``
+    column (or ``columns.reference``) is kept through tokenization, and none is made up."""
+    builtin = PreferenceDataModule(
+        builtin_tokenizer, format="conversational", builtin={"train_size": 8, "eval_size": 4}
+    )
+    builtin.setup("fit")
+    row = builtin.eval_dataset[0]
+    chosen = builtin_tokenizer.decode(row["chosen_input_ids"], skip_special_tokens=True)
+    assert row["reference"] == chosen  # e.g. "437 is odd.": the one correct answer
+    rows = [{**r, "answer": r["chosen"][:2]} for r in _rows(6)]
+    rows[1]["answer"] = None
+    dm = _setup(_write_jsonl(tmp_path / "answers.jsonl", rows), builtin_tokenizer, cache_dir)
+    assert dm.train_dataset["reference"][:3] == ["0 ", None, "2 "]
+    renamed = [{**r, "gold": str(i)} for i, r in enumerate(_rows(4))]
+    path = _write_jsonl(tmp_path / "gold.jsonl", renamed)
+    dm = _setup(path, builtin_tokenizer, cache_dir, columns={"reference": "gold"})
+    assert dm.train_dataset["reference"] == ["0", "1", "2", "3"]
+    plain = _setup(_write_jsonl(tmp_path / "plain.jsonl", _rows(4)), builtin_tokenizer, cache_dir)
+    assert "reference" not in plain.train_dataset.column_names
