@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prefopt.errors import ConfigError
 from prefopt.models.logps import NLL_SCOPES
+from prefopt.models.packed import PACKING_ATTENTION
 from prefopt.models.peft import check_4bit_support
 from prefopt.models.reference import REFERENCE_SOURCES
 from prefopt.objectives import Objective
@@ -67,9 +68,34 @@ def check_config(cfg: DictConfig, objective: Objective) -> None:
             "trainer.use_distributed_sampler must be false: the datamodule shards the data itself "
             "(so that every arm and every world size sees the same global batches)"
         )
+    check_packing_config(cfg)
     check_peft_config(cfg)
     check_strategy_config(cfg)
     check_evaluation_config(cfg)
+
+
+def check_packing_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for ``data.packing=true`` with a setting it cannot honour (the
+    model family is checked once the model is loaded: ``prefopt.models.packed``)."""
+    if not cfg.data.get("packing", False):
+        return
+    module = cfg.get("module") or {}
+    if module.get("prompt_sharing") is True:
+        raise ConfigError(
+            "data.packing=true and module.prompt_sharing=true do not combine (packed rows hold "
+            "each prompt per response): set module.prompt_sharing=auto or false"
+        )
+    if (module.get("router_aux_loss_coef") or 0) > 0:
+        raise ConfigError(
+            "data.packing=true does not support module.router_aux_loss_coef > 0 (the MoE router "
+            "loss of packed rows is not the unpacked one): set data.packing=false"
+        )
+    attention = cfg.model.get("attn_implementation")
+    if attention is not None and attention not in PACKING_ATTENTION:
+        raise ConfigError(
+            f"data.packing=true cannot keep packed sequences apart with model.attn_implementation="
+            f"{attention}: use {', '.join(PACKING_ATTENTION)}"
+        )
 
 
 def check_peft_config(cfg: DictConfig) -> None:

@@ -31,6 +31,7 @@ from prefopt.cli.errors import OWN_FULL_ERROR, debug, describe, exit_with_error,
 from prefopt.errors import CheckpointError, TrainingError
 from prefopt.evaluation import Evaluation
 from prefopt.models.build import build_model, build_tokenizer
+from prefopt.models.packed import check_packing_support
 from prefopt.models.save import policy_weights, save_hf
 from prefopt.training import tensorboard
 from prefopt.training.callbacks import PrecomputeReference
@@ -102,6 +103,8 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, float]:
     tokenizer = build_tokenizer(cfg.model)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     model, _ = build_model(cfg.model, cfg.get("peft"), tokenizer)
+    if getattr(datamodule, "packing", False):
+        check_packing_support(model)  # the model family and attention, now that they are known
     module = instantiate(
         cfg.module,
         model=model,

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from prefopt.data.collate import PreferenceCollator
 from prefopt.data.formats import check_options, resolve_format
+from prefopt.data.packing import PackedPreferenceCollator, resolve_pack_length
 from prefopt.data.sampler import PreferenceSampler
 from prefopt.data.sources import load_raw_splits
 from prefopt.data.tokenize import Truncation, tokenize_split
@@ -61,6 +62,10 @@ class PreferenceDataModule(LightningDataModule):
         group_by_length: Group training pairs of similar length (less padding).
         drop_last: Drop the last incomplete training batch.
         seed: Seed of the data order and of the held-out split.
+        packing: Pack each batch's sequences padding-free into rows of ``pack_length`` tokens
+            (``prefopt.data.packing``): the same pairs per step, fewer padding tokens.
+        pack_length: Tokens per packed row at most (None: ``4 * max_length``, or one row per
+            batch without ``max_length``); at least ``max_length``.
         max_train_samples: Use only the first N raw training rows.
         max_eval_samples: Use only the first N raw eval rows.
         builtin: Options of the built-in dataset (``train_size``, ``eval_size``, ``seed``).
@@ -90,6 +95,8 @@ class PreferenceDataModule(LightningDataModule):
         group_by_length: bool = True,
         drop_last: bool = False,
         seed: int = 0,
+        packing: bool = False,
+        pack_length: int | None = None,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         builtin: Mapping[str, Any] | None = None,
@@ -111,6 +118,7 @@ class PreferenceDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.num_proc = num_workers, num_proc
         self.group_by_length, self.drop_last, self.seed = group_by_length, drop_last, seed
+        self.packing, self.pack_length = packing, resolve_pack_length(pack_length, max_length)
         self.max_samples = {"train": max_train_samples, "eval": max_eval_samples}
         self.builtin = dict(builtin) if builtin else {}
         self.cache_dir = cache_dir
@@ -259,10 +267,16 @@ class PreferenceDataModule(LightningDataModule):
             _SplitView(self._splits, split),
             batch_size=sampler.batch_size,
             sampler=sampler,
-            collate_fn=PreferenceCollator(self.tokenizer.pad_token_id),
+            collate_fn=self.collator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def collator(self) -> PreferenceCollator | PackedPreferenceCollator:
+        """The collate function of every loader: padded rows, or packed ones (``packing``)."""
+        if self.packing:
+            return PackedPreferenceCollator(self.tokenizer.pad_token_id, self.pack_length)
+        return PreferenceCollator(self.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")

@@ -8,17 +8,25 @@ backward turns the logits, in place, into their own gradient
 stage holds a single ``(N, V)`` float32 tensor, and the element-wise passes run over blocks of
 rows small enough to stay in the CPU cache. Same values and gradients as the straightforward
 computation (to float rounding; ``tests/models/test_fused_head.py``).
+
+:func:`token_logps` runs it over the scored positions of a batch in chunks (recomputed in
+backward), which is how :func:`prefopt.models.logps.sequence_stats` calls it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
 # rows per block of the element-wise passes on CPU: 16 x 32k float32 logits = 2 MiB (L2-sized)
 CPU_BLOCK_BYTES = 2 * 1024 * 1024
+# (hidden (N, H), weight (V, H), bias (V,) or None, targets (N,)) -> (logps (N,), logit means (N,))
+ChunkScorer = Callable[[Tensor, Tensor, Tensor | None, Tensor], tuple[Tensor, Tensor]]
 
 
 def head_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
@@ -71,3 +79,65 @@ class _HeadLogps(torch.autograd.Function):
         grad_weight = grad_logits.T @ hidden if ctx.needs_input_grad[1] else None  # (V, H)
         grad_bias = grad_logits.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_hidden, grad_weight, grad_bias, None
+
+
+def _score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
+    """(N, H) hidden states -> (N,) log-prob of ``targets`` and (N,) vocabulary-mean logit."""
+    logps = head_logps(hidden, weight, bias, targets)  # (N,); one (N, V) buffer, see fused_head
+    with torch.no_grad():  # mean_v(h . w_v + b_v) = h . mean_v(w_v) + mean(b): no (N, V) pass
+        means = hidden.float() @ weight.mean(0, dtype=torch.float32)  # (N,); no float W copy
+        if bias is not None:
+            means += bias.mean(dtype=torch.float32)
+    return logps, means
+
+
+def token_logps(
+    hidden: Tensor,
+    head: nn.Module,
+    targets: Tensor,
+    chunk_size: int | None = 4096,
+    grad_positions: int | None = None,
+    score_chunk: ChunkScorer | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Log-probs of ``targets`` under ``head(hidden)``, in float32, chunk by chunk.
+
+    Args:
+        hidden: (N, H) hidden states at the scored positions.
+        head: the LM head (``nn.Linear``-like: ``weight`` (V, H), optional ``bias``).
+        targets: (N,) next-token ids.
+        chunk_size: positions per chunk; ``None`` scores all positions at once.
+        grad_positions: only the first ``grad_positions`` positions need gradients (the rest
+            are scored under ``torch.no_grad``); ``None`` means all.
+        score_chunk: ``(hidden, weight, bias, targets) -> (logps, logit_means)`` of one chunk
+            (default: the fused head; the benchmark swaps in ``F.cross_entropy`` to measure it).
+
+    Returns:
+        ``(logps, logit_means)``, each (N,); ``logit_means`` is detached.
+    """
+    n = hidden.shape[0]
+    grad_positions = n if grad_positions is None else grad_positions
+    chunk_size = chunk_size or max(n, 1)
+    weight, bias = head.weight, getattr(head, "bias", None)
+    score = score_chunk or _score_chunk
+    logps, means = [], []
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        # a chunk straddling grad_positions is split so that each part is scored once
+        for lo, hi in ((start, min(stop, grad_positions)), (max(start, grad_positions), stop)):
+            if lo >= hi:
+                continue
+            args = (hidden[lo:hi], weight, bias, targets[lo:hi])
+            needs_grad = lo < grad_positions and torch.is_grad_enabled()
+            if not needs_grad:
+                with torch.no_grad():
+                    out = score(*args)
+            elif n > chunk_size:  # recompute logits in backward: memory ~ chunk x V
+                out = checkpoint(score, *args, use_reentrant=False)
+            else:
+                out = score(*args)
+            logps.append(out[0])
+            means.append(out[1])
+    if not logps:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(logps), torch.cat(means)

@@ -9,14 +9,13 @@ in chunks of ``chunk_size`` positions; with gradients, each chunk is recomputed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from prefopt.models.fused_head import head_logps
+from prefopt.models.fused_head import ChunkScorer, token_logps  # token_logps: re-exported
+from prefopt.models.packed import PackedRows, packed_model_inputs
 from prefopt.models.shared_prompt import (
     SUPPORTED_MODEL_TYPES,
     shared_prompt_hidden,
@@ -26,8 +25,6 @@ from prefopt.models.shared_prompt import (
 IGNORE_INDEX = -100
 NLL_SCOPES = ("full", "completion", "completion_seq")
 PROMPT_SHARING = ("auto", True, False)
-# (hidden (N, H), weight (V, H), bias (V,) or None, targets (N,)) -> (logps (N,), logit means (N,))
-ChunkScorer = Callable[[Tensor, Tensor, Tensor | None, Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -100,9 +97,20 @@ class Scoring:
         rejected_grad: bool = True,
         output_router_logits: bool = False,
     ) -> SequenceStats:
-        """:func:`sequence_stats` of a collated batch (``docs/_interfaces.md``)."""
-        share = self.prompt_sharing is True or (
-            self.prompt_sharing == "auto" and not output_router_logits
+        """:func:`sequence_stats` of a collated batch, padded or packed (``docs/_interfaces.md``).
+
+        A packed batch (``data.packing``) is scored unshared: ``auto`` means no prompt sharing
+        there, ``True`` is refused.
+        """
+        packed = PackedRows.of(batch)
+        if packed is not None and self.prompt_sharing is True:
+            raise ValueError(
+                "prompt_sharing=true does not combine with packed batches (data.packing=true): "
+                "use prompt_sharing=auto or false"
+            )
+        share = packed is None and (
+            self.prompt_sharing is True
+            or (self.prompt_sharing == "auto" and not output_router_logits)
         )
         prompt_lengths = None  # rows longer than a sliding window: the unshared forward
         if share and "prompt_lengths" in batch:
@@ -119,69 +127,8 @@ class Scoring:
             output_router_logits=output_router_logits,
             prompt_lengths=prompt_lengths,
             score_chunk=self.score_chunk,
+            packed=packed,
         )
-
-
-def _score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
-    """(N, H) hidden states -> (N,) log-prob of ``targets`` and (N,) vocabulary-mean logit."""
-    logps = head_logps(hidden, weight, bias, targets)  # (N,); one (N, V) buffer, see fused_head
-    with torch.no_grad():  # mean_v(h . w_v + b_v) = h . mean_v(w_v) + mean(b): no (N, V) pass
-        means = hidden.float() @ weight.mean(0, dtype=torch.float32)  # (N,); no float W copy
-        if bias is not None:
-            means += bias.mean(dtype=torch.float32)
-    return logps, means
-
-
-def token_logps(
-    hidden: Tensor,
-    head: nn.Module,
-    targets: Tensor,
-    chunk_size: int | None = 4096,
-    grad_positions: int | None = None,
-    score_chunk: ChunkScorer | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Log-probs of ``targets`` under ``head(hidden)``, in float32, chunk by chunk.
-
-    Args:
-        hidden: (N, H) hidden states at the scored positions.
-        head: the LM head (``nn.Linear``-like: ``weight`` (V, H), optional ``bias``).
-        targets: (N,) next-token ids.
-        chunk_size: positions per chunk; ``None`` scores all positions at once.
-        grad_positions: only the first ``grad_positions`` positions need gradients (the rest
-            are scored under ``torch.no_grad``); ``None`` means all.
-        score_chunk: ``(hidden, weight, bias, targets) -> (logps, logit_means)`` of one chunk
-            (default: the fused head; the benchmark swaps in ``F.cross_entropy`` to measure it).
-
-    Returns:
-        ``(logps, logit_means)``, each (N,); ``logit_means`` is detached.
-    """
-    n = hidden.shape[0]
-    grad_positions = n if grad_positions is None else grad_positions
-    chunk_size = chunk_size or max(n, 1)
-    weight, bias = head.weight, getattr(head, "bias", None)
-    score = score_chunk or _score_chunk
-    logps, means = [], []
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        # a chunk straddling grad_positions is split so that each part is scored once
-        for lo, hi in ((start, min(stop, grad_positions)), (max(start, grad_positions), stop)):
-            if lo >= hi:
-                continue
-            args = (hidden[lo:hi], weight, bias, targets[lo:hi])
-            needs_grad = lo < grad_positions and torch.is_grad_enabled()
-            if not needs_grad:
-                with torch.no_grad():
-                    out = score(*args)
-            elif n > chunk_size:  # recompute logits in backward: memory ~ chunk x V
-                out = checkpoint(score, *args, use_reentrant=False)
-            else:
-                out = score(*args)
-            logps.append(out[0])
-            means.append(out[1])
-    if not logps:
-        empty = hidden.new_zeros(0, dtype=torch.float32)
-        return empty, empty
-    return torch.cat(logps), torch.cat(means)
 
 
 def sequence_stats(
@@ -195,14 +142,17 @@ def sequence_stats(
     output_router_logits: bool = False,
     prompt_lengths: Tensor | None = None,
     score_chunk: ChunkScorer | None = None,
+    packed: PackedRows | None = None,
 ) -> SequenceStats:
     """One forward over the concatenated batch, then per-sequence log-probs and the NLL.
 
     Args:
         model: a Hugging Face causal LM (``base_model`` + ``get_output_embeddings()``).
-        input_ids: (2B, T) chosen rows first, then rejected rows, right-padded.
-        attention_mask: (2B, T) 1 on real tokens.
-        labels: (2B, T) unshifted; the token id on response tokens, -100 elsewhere.
+        input_ids: (2B, T) chosen rows first, then rejected rows, right-padded; or, with
+            ``packed``, (R, L) packed rows.
+        attention_mask: (2B, T) 1 on real tokens (packed: (R, L), not given to the model).
+        labels: (2B, T) unshifted; the token id on response tokens, -100 elsewhere (packed:
+            (R, L), the same per token).
         nll_scope: ``full`` (prompt + response tokens of the chosen rows, token-pooled: the
             official ORPO code and TRL), ``completion`` (chosen response tokens, token-pooled),
             or ``completion_seq`` (per-sequence mean over the chosen response, then the batch
@@ -214,14 +164,23 @@ def sequence_stats(
             decoder once for both responses (``shared_prompt_hidden``; the caller checks
             ``supports_prompt_sharing``, both in :mod:`prefopt.models.shared_prompt`).
         score_chunk: see :func:`token_logps`.
+        packed: the layout of a packed batch (:class:`prefopt.models.packed.PackedRows`): one
+            isolated forward over its rows, then each scored position is mapped back to its
+            sequence, so the results are the unpacked ones, in the same (2B,) order.
 
     Returns:
-        :class:`SequenceStats` for the 2B rows.
+        :class:`SequenceStats` for the 2B sequences (chosen first).
     """
     if nll_scope not in NLL_SCOPES:
         raise ValueError(f"unknown nll_scope {nll_scope!r}; available: {', '.join(NLL_SCOPES)}")
-    num_pairs = input_ids.shape[0] // 2
-    if prompt_lengths is not None:  # each prompt once, for both responses
+    num_pairs = input_ids.shape[0] // 2 if packed is None else packed.num_pairs
+    if packed is not None:  # several sequences per row, none attending to another
+        if output_router_logits or prompt_lengths is not None:
+            raise ValueError("packed rows support neither output_router_logits nor prompt sharing")
+        kwargs, unflatten = packed_model_inputs(model, input_ids, packed)
+        hidden, aux_loss = _last_hidden_state(model, **kwargs, output_router_logits=False)
+        hidden = unflatten(hidden)  # (R, L, H)
+    elif prompt_lengths is not None:  # each prompt once, for both responses
         if output_router_logits:
             raise ValueError("prompt sharing does not support output_router_logits (MoE)")
         hidden = shared_prompt_hidden(model, input_ids, attention_mask, prompt_lengths)
@@ -231,13 +190,24 @@ def sequence_stats(
             model, input_ids, attention_mask, output_router_logits
         )
 
-    response = labels[:, 1:] != IGNORE_INDEX  # (2B, T-1): position t predicts token t+1
-    needed = response.clone()
-    if nll_scope == "full":
-        needed[:num_pairs] |= attention_mask[:num_pairs, 1:].bool()
-    targets = torch.where(response, labels[:, 1:], input_ids[:, 1:])  # (2B, T-1)
+    # position t predicts token t+1 of its sequence; `sequence` is that token's (2B,) index
+    if packed is None:
+        real = attention_mask[:, 1:].bool()  # (2B, T-1)
+        sequence = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None]
+        sequence = sequence.expand_as(real)  # (2B, T-1): row r is sequence r
+    else:
+        ids = packed.sequence_ids
+        real = (ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] >= 0)  # (R, L-1)
+        sequence = ids[:, 1:]  # (R, L-1)
+    response = (labels[:, 1:] != IGNORE_INDEX) & real  # (2B, T-1) or (R, L-1)
+    needed = response | (real & (sequence < num_pairs)) if nll_scope == "full" else response
+    targets = torch.where(response, labels[:, 1:], input_ids[:, 1:])
     rows, cols = needed.nonzero(as_tuple=True)  # (N,), row-major: chosen rows come first
-    grad_positions = None if rejected_grad else int(needed[:num_pairs].sum())
+    if packed is not None:  # chosen positions first (stable), as token_logps expects
+        order = torch.argsort((sequence[rows, cols] >= num_pairs).to(torch.int8), stable=True)
+        rows, cols = rows[order], cols[order]
+    seqs = sequence[rows, cols]  # (N,)
+    grad_positions = None if rejected_grad else int((seqs < num_pairs).sum())
     logps, logit_means = token_logps(
         hidden[rows, cols],  # (N, H)
         model.get_output_embeddings(),
@@ -248,12 +218,15 @@ def sequence_stats(
     )
 
     is_response = response[rows, cols]  # (N,)
-    zeros = logps.new_zeros(input_ids.shape[0])
-    seq_logps = zeros.index_add(0, rows[is_response], logps[is_response])  # (2B,)
-    logits_sum = zeros.index_add(0, rows[is_response], logit_means[is_response])  # (2B,)
-    counts = response.sum(1)  # (2B,)
+    zeros = logps.new_zeros(2 * num_pairs)
+    seq_logps = zeros.index_add(0, seqs[is_response], logps[is_response])  # (2B,)
+    logits_sum = zeros.index_add(0, seqs[is_response], logit_means[is_response])  # (2B,)
+    if packed is None:
+        counts = response.sum(1)  # (2B,)
+    else:
+        counts = torch.bincount(sequence[response], minlength=2 * num_pairs)  # (2B,)
     if nll_scope == "full":
-        chosen = rows < num_pairs
+        chosen = seqs < num_pairs
         nll_sum, nll_count = -logps[chosen].sum(), chosen.sum()
     elif nll_scope == "completion":
         nll_sum, nll_count = -seq_logps[:num_pairs].sum(), counts[:num_pairs].sum()
@@ -264,16 +237,22 @@ def sequence_stats(
 
 
 def _last_hidden_state(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, output_router_logits: bool
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor | dict[str, Tensor] | None,
+    output_router_logits: bool,
+    **kwargs,
 ) -> tuple[Tensor, Tensor | None]:
     """(2B, T, H) final (normalised) hidden states, captured from the decoder inside the root
-    forward (so that wrappers such as FSDP see an ordinary call), and the MoE aux loss."""
+    forward (so that wrappers such as FSDP see an ordinary call), and the MoE aux loss.
+    ``kwargs`` go to the model (a packed batch's position ids and varlen lengths)."""
     captured: list[Tensor] = []
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
     hook = inner.base_model.register_forward_hook(
         lambda _module, _args, output: captured.append(output.last_hidden_state)
     )
-    kwargs = {"output_router_logits": True} if output_router_logits else {}
+    if output_router_logits:
+        kwargs["output_router_logits"] = True
     try:
         # logits_to_keep=1: the model's own LM head runs on one position only; we run ours.
         out = model(

@@ -244,6 +244,35 @@ def test_drop_last_with_fewer_pairs_than_a_batch(prefopt_train):
     )
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["module.prompt_sharing=true"],
+            "data.packing=true and module.prompt_sharing=true do not combine (packed rows hold "
+            "each prompt per response): set module.prompt_sharing=auto or false",
+        ),
+        (
+            ["module.router_aux_loss_coef=0.01"],
+            "data.packing=true does not support module.router_aux_loss_coef > 0 (the MoE router "
+            "loss of packed rows is not the unpacked one): set data.packing=false",
+        ),
+        (
+            ["+model.attn_implementation=flex_attention"],
+            "data.packing=true cannot keep packed sequences apart with model.attn_implementation="
+            "flex_attention: use sdpa, eager, flash_attention_2, flash_attention_3",
+        ),
+        (
+            ["data.pack_length=32"],
+            "data.pack_length (32) must be at least data.max_length (64): a packed row holds at "
+            "least the longest sequence",
+        ),
+    ],
+)
+def test_packing_with_a_setting_it_cannot_honour(prefopt_train, overrides, expected):
+    assert one_line(*prefopt_train("data.packing=true", *overrides)[::2]) == expected
+
+
 def test_an_unknown_group_option_lists_the_available_ones(prefopt_train):
     message = one_line(*prefopt_train("objective=orp")[::2])
     assert message.startswith(
