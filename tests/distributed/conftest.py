@@ -1,5 +1,6 @@
 """Runs shared by the scale-out tests (each made once per session): a 1-process run, 2-process DDP
-and FSDP2 runs of the same global batches (DPO with a reference model), and a LoRA + DPO run."""
+and FSDP2 runs of the same global batches (DPO with a reference model; padded, and packed), and a
+LoRA + DPO run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.conftest import compose_train
 from tests.distributed.helpers import (
     FSDP_FLOAT32,
     LORA_DPO,
+    PACKED,
     REFERENCE_MODEL,
     RUN,
     TWO_PROCESSES,
@@ -52,6 +54,18 @@ def ddp_run(tmp_path_factory) -> Path:
 def fsdp_run(tmp_path_factory) -> Path:
     """Two processes (gloo) with FSDP2 in float32, 2 pairs each, sharded checkpoints."""
     return _two_process_run(tmp_path_factory, "fsdp", FSDP_FLOAT32)
+
+
+@pytest.fixture(scope="session")
+def ddp_packed_run(tmp_path_factory) -> Path:
+    """Two processes with DDP, each packing its 2 pairs padding-free (``data.packing``)."""
+    return _two_process_run(tmp_path_factory, "ddp_packed", ["strategy=ddp", *PACKED])
+
+
+@pytest.fixture(scope="session")
+def fsdp_packed_run(tmp_path_factory) -> Path:
+    """Two processes with FSDP2 in float32, packed batches."""
+    return _two_process_run(tmp_path_factory, "fsdp_packed", [*FSDP_FLOAT32, *PACKED])
 
 
 @pytest.fixture(scope="session", params=["completion", "completion_seq"])

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import lightning as L
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import FAST, ROOT
@@ -37,6 +38,8 @@ LORA_DPO = [
 ]
 TWO_PROCESSES = ["trainer.devices=2", "data.batch_size=2", "data.eval_batch_size=4"]
 FSDP_FLOAT32 = ["strategy=fsdp", "strategy.param_dtype=null", "strategy.reduce_dtype=null"]
+# padding-free packed batches: the sequences of the 2 pairs of each rank in rows of <= 96 tokens
+PACKED = ["data.packing=true", "data.pack_length=96"]
 
 Scalars = dict[tuple[str, int], float]
 
@@ -89,3 +92,16 @@ class KillAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def assert_same_metrics(reference: Path, other: Path) -> None:
+    """The runs logged the same ``train/`` and ``val/`` scalars at the same steps (to float
+    rounding), every step and the final validation included."""
+    expected, actual = (
+        metrics(scalars(event_files(reference))),
+        metrics(scalars(event_files(other))),
+    )
+    assert set(actual) == set(expected)
+    assert ("train/loss", 7) in expected and ("val/loss", 8) in expected  # every step, final val
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key

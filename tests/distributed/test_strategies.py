@@ -20,25 +20,14 @@ from prefopt.errors import ConfigError
 from prefopt.models import build_tiny_model
 from prefopt.training.strategies import FSDP1Strategy, FSDP2Strategy, _publish, decoder_layers
 from tests.conftest import compose_train
-from tests.distributed.helpers import event_files, metrics, scalars
+from tests.distributed.helpers import assert_same_metrics
 
 HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 
-def _assert_same_metrics(reference: Path, other: Path) -> None:
-    expected, actual = (
-        metrics(scalars(event_files(reference))),
-        metrics(scalars(event_files(other))),
-    )
-    assert set(actual) == set(expected)
-    assert ("train/loss", 7) in expected and ("val/loss", 8) in expected  # every step, final val
-    for key, value in expected.items():
-        assert actual[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
-
-
 @pytest.mark.slow
 def test_ddp_two_processes_log_the_global_metrics_of_one_process(single_run, ddp_run):
-    _assert_same_metrics(single_run, ddp_run)
+    assert_same_metrics(single_run, ddp_run)
     assert (ddp_run / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -46,12 +35,12 @@ def test_ddp_two_processes_log_the_global_metrics_of_one_process(single_run, ddp
 def test_ddp_matches_one_process_for_the_completion_nll_scopes(scope_runs):
     """Token-pooled over ranks (completion) and per-sequence means (completion_seq)."""
     single, ddp = scope_runs
-    _assert_same_metrics(single, ddp)
+    assert_same_metrics(single, ddp)
 
 
 @pytest.mark.slow
 def test_fsdp2_two_processes_log_the_global_metrics_of_one_process(single_run, fsdp_run):
-    _assert_same_metrics(single_run, fsdp_run)
+    assert_same_metrics(single_run, fsdp_run)
     last = fsdp_run / "checkpoints" / "last.ckpt"
     # a sharded checkpoint: one file per rank, published through a symlink
     assert last.is_symlink() and len(list(last.glob("*.distcp"))) == 2
