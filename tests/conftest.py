@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ from omegaconf import DictConfig
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 SHARED = ROOT.parent / "shared"
+# prefopt's on-disk caches (the reference log-probs) go to a folder of this test session, never
+# to the user's ~/.cache/prefopt (inherited by the runs the tests start in subprocesses)
+os.environ["PREFOPT_CACHE"] = tempfile.mkdtemp(prefix="prefopt-test-cache-")
 
 # A few seconds per run: a 1-layer tiny model, a handful of pairs and steps.
 FAST = [

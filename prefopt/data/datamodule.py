@@ -15,6 +15,7 @@ from torch.utils.data import Dataset as TorchDataset
 from transformers import PreTrainedTokenizerBase
 
 from prefopt.data.collate import PreferenceCollator
+from prefopt.data.fingerprint import dataset_fingerprint, digest_of, tokenizer_fingerprint
 from prefopt.data.formats import check_options, resolve_format
 from prefopt.data.packing import PackedPreferenceCollator, resolve_pack_length
 from prefopt.data.sampler import PreferenceSampler
@@ -234,6 +235,19 @@ class PreferenceDataModule(LightningDataModule):
         for column, column_values in values.items():
             dataset = dataset.add_column(column, column_values)
         self._splits[split] = dataset
+
+    def fingerprint(self, split: str) -> str:
+        """A hash of everything :meth:`predict_dataloader` feeds the reference pass of ``split``:
+        its token ids in dataset order, the truncation limits, the tokenizer and the batch
+        layout (``eval_batch_size``, packing); the key of the reference log-prob cache."""
+        return digest_of(
+            {
+                "pairs": dataset_fingerprint(self._dataset(split)),
+                "truncation": vars(self.truncation),
+                "tokenizer": tokenizer_fingerprint(self.tokenizer),
+                "batches": [self.eval_batch_size, self.packing, self.pack_length],
+            }
+        )
 
     def splits(self) -> list[str]:
         """The splits that exist after setup: ``train`` and, if there is one, ``eval``."""

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from prefopt.models.logps import Scoring, SequenceStats
+from prefopt.models.reference_cache import ReferenceCache
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,15 @@ class ReferenceProvider(ABC):
 
 
 class PrecomputedReference(ReferenceProvider):
-    """Reads the reference log-probs the data carries (scored once before training)."""
+    """Reads the reference log-probs the data carries (scored once before training).
+
+    Args:
+        cache_dir: where the ``PrecomputeReference`` callback caches the scored values across
+            runs (:mod:`prefopt.models.reference_cache`); ``None``: no cache.
+    """
+
+    def __init__(self, cache_dir: str | None = None) -> None:
+        self.cache = ReferenceCache(cache_dir) if cache_dir else None
 
     def logps(self, policy, batch, scoring, reduction):
         if not all(key in batch for key in REF_KEYS):
@@ -94,14 +103,17 @@ class AdaptersOffReference(ReferenceProvider):
             return split_logps(scoring(policy, batch), reduction)
 
 
-def make_reference(source: str, policy: nn.Module) -> ReferenceProvider:
-    """The provider ``module.reference`` names, for ``policy`` (frozen copy or adapters off).
+def make_reference(
+    source: str, policy: nn.Module, cache_dir: str | None = None
+) -> ReferenceProvider:
+    """The provider ``module.reference`` names, for ``policy`` (frozen copy or adapters off);
+    ``cache_dir`` is the precomputed values' on-disk cache (``None``: none).
 
     Raises:
         ValueError: for an unknown source.
     """
     if source == "precomputed":
-        return PrecomputedReference()
+        return PrecomputedReference(cache_dir)
     if source == "model":
         if hasattr(policy, "disable_adapter"):
             return AdaptersOffReference()

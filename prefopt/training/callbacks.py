@@ -11,9 +11,11 @@ import logging
 from typing import Any
 
 import lightning as L
+import torch
 from torch import Tensor
 
 from prefopt.models.reference import PrecomputedReference, score_pairs
+from prefopt.models.reference_cache import model_description, reference_cache_key, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,11 @@ class PrecomputeReference(L.Callback):
     objective needs a reference and its provider is :class:`PrecomputedReference`. The work is
     done when training starts (after a resumed run's state is restored, whatever the strategy)
     or at the first validation before it (a validation at step 0, a sanity check).
+
+    With the provider's cache (``module.reference_cache_dir``), each split's values are looked up
+    on disk first and written there after scoring (``prefopt.models.reference_cache``): a second
+    run on the same weights, data and settings scores nothing. Every rank hashes and looks up;
+    the cache is used only if every rank finds the file, and rank 0 writes it.
     """
 
     def __init__(self) -> None:
@@ -39,20 +46,33 @@ class PrecomputeReference(L.Callback):
             return
         datamodule = trainer.datamodule
         if self.logps is None:  # neither scored yet nor restored from a checkpoint
-            self.logps = {
-                split: score_pairs(
-                    pl_module.model,
-                    datamodule.predict_dataloader(split),
-                    pl_module.scoring,
-                    pl_module.objective.reduction,
-                    pl_module.device,
-                )
-                for split in datamodule.splits()
-            }
+            keys = _cache_keys(trainer, pl_module)
+            self.logps = {s: self._split(trainer, pl_module, s, key) for s, key in keys.items()}
         if self._given_to != id(datamodule):
             for split, (chosen, rejected) in self.logps.items():
                 datamodule.set_reference_logps(split, chosen.tolist(), rejected.tolist())
             self._given_to = id(datamodule)
+
+    def _split(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, key: str | None
+    ) -> tuple[Tensor, Tensor]:
+        """(chosen, rejected) reference log-probs of ``split``: from the cache, else scored."""
+        cache, datamodule = pl_module.reference.cache, trainer.datamodule
+        num_pairs = len(getattr(datamodule, f"{split}_dataset"))
+        cached = cache.load(key, num_pairs) if key is not None else None
+        if trainer.strategy.reduce_boolean_decision(cached is not None, all=True):
+            log.info("reference log-probs of the %s split: cached in %s", split, cache.path(key))
+            return cached
+        values = score_pairs(
+            pl_module.model,
+            datamodule.predict_dataloader(split),
+            pl_module.scoring,
+            pl_module.objective.reduction,
+            pl_module.device,
+        )
+        if key is not None and trainer.is_global_zero:
+            cache.save(key, *values, {"split": split, "pairs": num_pairs})
+        return values
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._ensure(trainer, pl_module)
@@ -66,6 +86,32 @@ class PrecomputeReference(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.logps = state_dict.get("logps")
         self._given_to = None
+
+
+def _cache_keys(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, str | None]:
+    """``{split: cache key}`` for every split (keys ``None``: no cache, or weights that cannot
+    be hashed here). Hashes the weights once, on every rank (sharded ones are gathered)."""
+    splits = trainer.datamodule.splits()
+    if pl_module.reference.cache is None:
+        return dict.fromkeys(splits)
+    weights = weights_digest(pl_module.model)
+    if weights is None:
+        log.info("reference log-prob cache skipped: the weights are partitioned or on meta")
+        return dict.fromkeys(splits)
+    scoring = pl_module.scoring
+    settings = {
+        "reduction": pl_module.objective.reduction,
+        "chunk_size": scoring.chunk_size,
+        "prompt_sharing": scoring.prompt_sharing,
+        "score_chunk": getattr(scoring.score_chunk, "__qualname__", None),
+        "precision": str(trainer.precision),
+        "param_dtype": str(getattr(trainer.strategy, "param_dtype", None)),
+        "device": pl_module.device.type,
+        "torch": torch.__version__,
+    }
+    config = model_description(pl_module.model)
+    fingerprint = trainer.datamodule.fingerprint
+    return {s: reference_cache_key(weights, config, fingerprint(s), settings) for s in splits}
 
 
 class SkippedRows(L.Callback):

@@ -42,6 +42,8 @@ class PreferenceModule(L.LightningModule):
         reference: where reference log-probs come from when the objective needs them: a
             provider, or its name (``precomputed``, ``model``; see
             :func:`prefopt.models.reference.make_reference`).
+        reference_cache_dir: on-disk cache of precomputed reference log-probs, keyed by the
+            weights, data and scoring settings (``None``: off; ``prefopt.models.reference_cache``).
         nll_scope: which tokens the NLL covers and how it is pooled (see ``Scoring``).
         logits_chunk_size: positions per LM-head chunk (``None``: no chunking).
         prompt_sharing: run each prompt once for both responses (``auto``, ``True``, ``False``).
@@ -56,6 +58,7 @@ class PreferenceModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         reference: ReferenceProvider | str = "precomputed",
+        reference_cache_dir: str | None = None,
         nll_scope: str = "full",
         logits_chunk_size: int | None = 4096,
         prompt_sharing: bool | str = False,
@@ -70,7 +73,8 @@ class PreferenceModule(L.LightningModule):
         self.scoring = Scoring(nll_scope, logits_chunk_size, prompt_sharing)
         self.scoring.check(model)
         if isinstance(reference, str):
-            reference = make_reference(reference, model) if objective.needs_reference else None
+            needed = objective.needs_reference
+            reference = make_reference(reference, model, reference_cache_dir) if needed else None
         self.reference = reference
         self.router_aux_loss_coef = router_aux_loss_coef
         self.compile_model = compile
