@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -28,6 +29,15 @@ NLL_SCOPES = ("full", "completion", "completion_seq")
 PROMPT_SHARING = ("auto", True, False)
 # (hidden (N, H), weight (V, H), bias (V,) or None, targets (N,)) -> (logps (N,), logit means (N,))
 ChunkScorer = Callable[[Tensor, Tensor, Tensor | None, Tensor], tuple[Tensor, Tensor]]
+
+
+def plain_score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
+    """The unfused chunk scorer: ``log_softmax`` of the chunk's logits, gathered. Slower and
+    larger than the fused head, but its graph can be differentiated more than once
+    (``retain_graph``), which per-term gradients need."""
+    logits = F.linear(hidden, weight, bias).float()  # (N, V)
+    logps = logits.log_softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (N,)
+    return logps, logits.detach().mean(-1)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from prefopt.objectives import Objective
 from prefopt.objectives.base import METRIC_NAMES
 from prefopt.training.metrics import MeanMetrics
 from prefopt.training.step import BatchLoss, NonFiniteLogps, batch_loss
+from prefopt.training.term_gradients import term_gradient_stats
 
 PROGRESS_BAR_KEYS = ("loss", "rewards/accuracies", "margins/avg_logps")
 
@@ -47,6 +48,9 @@ class PreferenceModule(L.LightningModule):
         prompt_sharing: run each prompt once for both responses (``auto``, ``True``, ``False``).
         router_aux_loss_coef: weight of an MoE model's router load-balancing loss (0: off).
         compile: ``torch.compile`` the model (after sharding).
+        log_term_grad_norms_every: every N optimizer steps, log the gradient norm of each term
+            of a multi-term objective and the cosine between terms (``train/grad_norm/<term>``,
+            ``train/grad_cosine/<a>~<b>``; see :mod:`prefopt.training.term_gradients`); 0: off.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class PreferenceModule(L.LightningModule):
         prompt_sharing: bool | str = False,
         router_aux_loss_coef: float = 0.0,
         compile: bool = False,
+        log_term_grad_norms_every: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -74,6 +79,7 @@ class PreferenceModule(L.LightningModule):
         self.reference = reference
         self.router_aux_loss_coef = router_aux_loss_coef
         self.compile_model = compile
+        self.term_grad_every = log_term_grad_norms_every
         names = ("loss", *METRIC_NAMES, *objective.extra_metrics)
         self.train_metrics = MeanMetrics(names, dist_sync_on_step=True)
         self.val_metrics = MeanMetrics(names)
@@ -117,6 +123,23 @@ class PreferenceModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self._checked_loss(batch, f"at step {self.global_step + 1}")
         self._log("train", self.train_metrics(out.values, out.weights))  # this batch, synced
+        if self.term_grad_every and self.global_step % self.term_grad_every == 0 and out.terms:
+            with torch.random.fork_rng(devices=[]):  # the training stream stays as it was
+                stats = term_gradient_stats(
+                    self.model,
+                    self.objective,
+                    batch,
+                    self.scoring,
+                    self.reference,
+                    self._mean_over_ranks,
+                )
+            # the mean over ranks of each rank's batch share, logged at this step only
+            values = {
+                f"train/{k}": float(self._mean_over_ranks(v.to(self.device)))
+                for k, v in stats.items()
+            }
+            for logger in self.loggers:
+                logger.log_metrics(values, step=self.global_step)
         return out.loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -105,8 +105,15 @@ def test_lambda_zero_is_sft_exactly_because_arms_see_the_same_data(sweeps):
 
 def test_a_failing_job_does_not_stop_the_others(sweeps):
     sweep, returncode, log = sweeps["failing"]
-    assert returncode == 1  # Hydra re-raises the failure once every job has run
-    assert "orpo: lam must be in [0, 1e+06], got -1" in log
+    assert returncode == 1  # the sweep summary exits with 1 once every job has run
+    assert "Traceback" not in log
+    assert "prefopt-train: error: objective.lam=-1: orpo: lam must be in [0, 1e+06], got -1" in log
+    # the table of jobs and the report line, printed when the multirun ends
+    table = log[log.index("job ") :].splitlines()
+    assert table[0].split() == ["job", "status", "margin", "acc", "note"]
+    rows = {line.split()[0]: line.split()[1] for line in table[1:3]}
+    assert rows == {"objective.lam=-1": "failed", "objective.lam=0.1": "completed"}
+    assert table[3] == f"report: prefopt-report {sweep}"
     assert status(sweep / "objective.lam=0.1")["status"] == "completed"
     assert status(sweep / "objective.lam=-1") == {
         "status": "failed",
