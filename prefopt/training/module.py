@@ -124,23 +124,18 @@ class PreferenceModule(L.LightningModule):
         out = self._checked_loss(batch, f"at step {self.global_step + 1}")
         self._log("train", self.train_metrics(out.values, out.weights))  # this batch, synced
         if self.term_grad_every and self.global_step % self.term_grad_every == 0 and out.terms:
-            with torch.random.fork_rng(devices=[]):  # the training stream stays as it was
-                stats = term_gradient_stats(
-                    self.model,
-                    self.objective,
-                    batch,
-                    self.scoring,
-                    self.reference,
-                    self._mean_over_ranks,
-                )
-            # the mean over ranks of each rank's batch share, logged at this step only
-            values = {
-                f"train/{k}": float(self._mean_over_ranks(v.to(self.device)))
-                for k, v in stats.items()
-            }
-            for logger in self.loggers:
-                logger.log_metrics(values, step=self.global_step)
+            self._log_term_gradients(batch)
         return out.loss
+
+    def _log_term_gradients(self, batch: dict[str, Tensor]) -> None:
+        stats = term_gradient_stats(
+            self.model, self.objective, batch, self.scoring, self.reference, self._mean_over_ranks
+        )
+        values = {
+            f"train/{k}": float(self._mean_over_ranks(v.to(self.device))) for k, v in stats.items()
+        }
+        for logger in self.loggers:  # at this step only (self.log would repeat the last value)
+            logger.log_metrics(values, step=self.global_step)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out = self._checked_loss(batch, f"in the validation after step {self.global_step}")

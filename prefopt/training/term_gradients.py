@@ -34,8 +34,14 @@ def term_gradient_stats(
     with fewer than two terms. Leaves ``.grad`` untouched.
 
     The batch is scored again with the unfused chunk scorer (the fused head's graph can be
-    differentiated only once); the values equal the training step's to float rounding.
+    differentiated only once); the values equal the training step's to float rounding. The
+    random generators are forked around it (a dropout mask here leaves training's unchanged).
     """
+    with torch.random.fork_rng(devices=[]):  # dropout here must not move the training stream
+        return _stats(model, objective, batch, scoring, reference, reduce)
+
+
+def _stats(model, objective, batch, scoring, reference, reduce) -> dict[str, Tensor]:
     plain = dataclasses.replace(scoring, score_chunk=plain_score_chunk)
     kwargs = {} if reduce is None else {"reduce": reduce}
     terms = batch_loss(model, objective, batch, plain, reference, **kwargs).terms
