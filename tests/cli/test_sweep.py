@@ -51,6 +51,7 @@ def sweeps(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
     procs = {
         "grid": multirun(root / "grid", "objective=orpo,sft", "objective.lam=0,0.5"),
         "failing": multirun(root / "failing", "objective.lam=-1,0.1"),
+        "gamma": multirun(root / "gamma", "objective=simpo", "objective.gamma=0.5,1.0", "seed=0,1"),
     }
     results = {}
     for name, proc in procs.items():
@@ -186,3 +187,17 @@ def test_experiment_sweeps_define_their_grids():
     assert grid.sweeper.params["optimizer.lr"] == "5e-6,8e-6"
     ablation = compose_hydra("experiment=orpo_vs_sft").hydra
     assert dict(ablation.sweeper.params) == {"objective": "orpo,sft", "seed": "0,1,2"}
+
+
+def test_a_simpo_gamma_sweep_is_tabulated_by_gamma(sweeps):
+    sweep, returncode, log = sweeps["gamma"]
+    assert returncode == 0, log
+    report_main([str(sweep), "--baseline", "simpo γ=0.5"])
+    with (sweep / "report" / "arms.csv").open() as f:
+        arms = {row["arm"]: row for row in csv.DictReader(f)}
+    assert list(arms) == ["simpo γ=0.5", "simpo γ=1"]
+    assert all(row["seeds"] == "0 1" and row["completed"] == "2" for row in arms.values())
+    with (sweep / "report" / "paired.csv").open() as f:
+        (paired,) = list(csv.DictReader(f))
+    assert paired["arm"] == "simpo γ=1" and paired["pairs val/margins/avg_logps"] == "2"
+    assert (sweep / "report" / "final_vs_gamma.png").is_file()
