@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prefopt.models.fused_head import ChunkScorer, token_logps  # token_logps: re-exported
@@ -25,6 +26,15 @@ from prefopt.models.shared_prompt import (
 IGNORE_INDEX = -100
 NLL_SCOPES = ("full", "completion", "completion_seq")
 PROMPT_SHARING = ("auto", True, False)
+
+
+def plain_score_chunk(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor):
+    """The unfused chunk scorer: ``log_softmax`` of the chunk's logits, gathered. Slower and
+    larger than the fused head, but its graph can be differentiated more than once
+    (``retain_graph``), which per-term gradients need."""
+    logits = F.linear(hidden, weight, bias).float()  # (N, V)
+    logps = logits.log_softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (N,)
+    return logps, logits.detach().mean(-1)
 
 
 @dataclass

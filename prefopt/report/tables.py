@@ -153,7 +153,8 @@ def markdown(
     """``report.md``: counts, the per-run table, the per-arm table, paired differences, errors,
     plots."""
     counts = Counter(run.status for run in runs)
-    shown = [t for t in metrics if t in SHOWN or t.startswith("val/gen/")]
+    shown = [t for t in metrics if t in SHOWN]
+    generation = [t for t in metrics if t.startswith("val/gen/")]
     per_run = _md_table(
         ["run", "status", "arm", "seed", "step"] + [f"{_name(t)} final / best" for t in shown],
         [
@@ -163,17 +164,7 @@ def markdown(
             for r in runs
         ],
     )
-    summaries = arm_summaries(runs, shown)
     grouped = arms(runs)
-    per_arm = _md_table(
-        ["arm", "seeds", "completed"] + [_name(t) for t in shown],
-        [
-            [label, " ".join(str(r.seed) for r in members)]
-            + [f"{sum(r.status == 'completed' for r in members)}/{len(members)}"]
-            + [_summary(summaries[label][t]) for t in shown]
-            for label, members in grouped.items()
-        ],
-    )
     level = f"{CONFIDENCE:.0%}"
     parts = [
         f"# Sweep report: `{sweep_dir}`",
@@ -182,22 +173,36 @@ def markdown(
         "runs that differ only by their seed; its label is the objective and what was swept.",
         "## Runs",
         per_run,
-        f"## Arms: mean ± std [{level} CI, Student's t] over seeds (final values, completed runs)",
-        per_arm,
     ]
-    if baseline is not None:
-        base = grouped[baseline]
-        lines = []
-        for label, members in grouped.items():
-            if label != baseline:
-                cells = [
-                    _paired_cell(paired(_by_seed(members, t), _by_seed(base, t))) for t in shown
-                ]
-                lines.append([label, *cells])
+    for title, tags in (("", shown), (" — generation", generation)):
+        if not tags:
+            continue
+        summaries = arm_summaries(runs, tags)
         parts += [
-            f"## Paired differences from `{baseline}` (arm − baseline, same seeds; mean "
+            f"## Arms{title}: mean ± std [{level} CI, Student's t] over seeds (final values, "
+            "completed runs)",
+            _md_table(
+                ["arm", "seeds", "completed"] + [_name(t) for t in tags],
+                [
+                    [label, " ".join(str(r.seed) for r in members)]
+                    + [f"{sum(r.status == 'completed' for r in members)}/{len(members)}"]
+                    + [_summary(summaries[label][t]) for t in tags]
+                    for label, members in grouped.items()
+                ],
+            ),
+        ]
+        if baseline is None:
+            continue
+        base = grouped[baseline]
+        lines = [
+            [label, *(_paired_cell(paired(_by_seed(m, t), _by_seed(base, t))) for t in tags)]
+            for label, m in grouped.items()
+            if label != baseline
+        ]
+        parts += [
+            f"## Paired differences from `{baseline}`{title} (arm − baseline, same seeds; mean "
             f"[{level} CI], paired t-test p)",
-            _md_table(["arm"] + [_name(t) for t in shown], lines),
+            _md_table(["arm"] + [_name(t) for t in tags], lines),
         ]
     problems = [r for r in runs if r.status in ("failed", "interrupted")]
     if problems:

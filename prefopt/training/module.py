@@ -22,6 +22,7 @@ from prefopt.objectives import Objective
 from prefopt.objectives.base import METRIC_NAMES
 from prefopt.training.metrics import MeanMetrics
 from prefopt.training.step import BatchLoss, NonFiniteLogps, batch_loss
+from prefopt.training.term_gradients import term_gradient_stats
 
 PROGRESS_BAR_KEYS = ("loss", "rewards/accuracies", "margins/avg_logps")
 
@@ -49,6 +50,9 @@ class PreferenceModule(L.LightningModule):
         prompt_sharing: run each prompt once for both responses (``auto``, ``True``, ``False``).
         router_aux_loss_coef: weight of an MoE model's router load-balancing loss (0: off).
         compile: ``torch.compile`` the model (after sharding).
+        log_term_grad_norms_every: every N optimizer steps, log the gradient norm of each term
+            of a multi-term objective and the cosine between terms (``train/grad_norm/<term>``,
+            ``train/grad_cosine/<a>~<b>``; see :mod:`prefopt.training.term_gradients`); 0: off.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class PreferenceModule(L.LightningModule):
         prompt_sharing: bool | str = False,
         router_aux_loss_coef: float = 0.0,
         compile: bool = False,
+        log_term_grad_norms_every: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -78,6 +83,7 @@ class PreferenceModule(L.LightningModule):
         self.reference = reference
         self.router_aux_loss_coef = router_aux_loss_coef
         self.compile_model = compile
+        self.term_grad_every = log_term_grad_norms_every
         names = ("loss", *METRIC_NAMES, *objective.extra_metrics)
         self.train_metrics = MeanMetrics(names, dist_sync_on_step=True)
         self.val_metrics = MeanMetrics(names)
@@ -121,7 +127,19 @@ class PreferenceModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self._checked_loss(batch, f"at step {self.global_step + 1}")
         self._log("train", self.train_metrics(out.values, out.weights))  # this batch, synced
+        if self.term_grad_every and self.global_step % self.term_grad_every == 0 and out.terms:
+            self._log_term_gradients(batch)
         return out.loss
+
+    def _log_term_gradients(self, batch: dict[str, Tensor]) -> None:
+        stats = term_gradient_stats(
+            self.model, self.objective, batch, self.scoring, self.reference, self._mean_over_ranks
+        )
+        values = {
+            f"train/{k}": float(self._mean_over_ranks(v.to(self.device))) for k, v in stats.items()
+        }
+        for logger in self.loggers:  # at this step only (self.log would repeat the last value)
+            logger.log_metrics(values, step=self.global_step)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out = self._checked_loss(batch, f"in the validation after step {self.global_step}")

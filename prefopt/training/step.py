@@ -8,7 +8,7 @@ the token-pooled NLL the NLL of the global batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -31,11 +31,14 @@ class BatchLoss:
         loss: () the loss to back-propagate.
         values: metrics to log (detached), each (B,) per pair or () per batch.
         weights: the weight of a () value when batches are averaged (e.g. its token count).
+        terms: the objective's weighted terms (with gradients) whose sum is its loss, for an
+            objective made of several (ORPO: ``nll``, ``odds_ratio``); empty otherwise.
     """
 
     loss: Tensor
     values: dict[str, Tensor]
     weights: dict[str, Tensor]
+    terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 def _no_reduce(value: Tensor) -> Tensor:
@@ -106,7 +109,7 @@ def batch_loss(
         "logits/rejected": counts[b:].sum(),
         "loss": torch.tensor(float(b), device=loss.device),
     }
-    return BatchLoss(loss, values, weights)
+    return BatchLoss(loss, values, weights, dict(out.terms))
 
 
 def check_finite(stats: SequenceStats) -> None:

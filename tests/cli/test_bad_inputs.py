@@ -343,3 +343,14 @@ def test_nan_in_a_metric_is_never_reported_as_a_result(prefopt_train, tmp_path):
     assert code == 0, err[-2000:]
     metrics = json.loads((tmp_path / "run" / "status.json").read_text())["metrics"]
     assert metrics and all(math.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("objective.lam=1e38", "orpo: lam must be in [0, 1e+06], got 1e+38"),
+        ("objective.lam=-0.1", "orpo: lam must be in [0, 1e+06], got -0.1"),
+    ],
+)
+def test_a_hyperparameter_that_would_overflow_the_metrics(prefopt_train, override, message):
+    assert one_line(*prefopt_train(override)[::2]) == message

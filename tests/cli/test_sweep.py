@@ -51,6 +51,7 @@ def sweeps(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
     procs = {
         "grid": multirun(root / "grid", "objective=orpo,sft", "objective.lam=0,0.5"),
         "failing": multirun(root / "failing", "objective.lam=-1,0.1"),
+        "gamma": multirun(root / "gamma", "objective=simpo", "objective.gamma=0.5,1.0", "seed=0,1"),
     }
     results = {}
     for name, proc in procs.items():
@@ -105,8 +106,15 @@ def test_lambda_zero_is_sft_exactly_because_arms_see_the_same_data(sweeps):
 
 def test_a_failing_job_does_not_stop_the_others(sweeps):
     sweep, returncode, log = sweeps["failing"]
-    assert returncode == 1  # Hydra re-raises the failure once every job has run
-    assert "orpo: lam must be in [0, 1e+06], got -1" in log
+    assert returncode == 1  # the sweep summary exits with 1 once every job has run
+    assert "Traceback" not in log
+    assert "prefopt-train: error: objective.lam=-1: orpo: lam must be in [0, 1e+06], got -1" in log
+    # the table of jobs and the report line, printed when the multirun ends
+    table = log[log.index("job ") :].splitlines()
+    assert table[0].split() == ["job", "status", "margin", "acc", "note"]
+    rows = {line.split()[0]: line.split()[1] for line in table[1:3]}
+    assert rows == {"objective.lam=-1": "failed", "objective.lam=0.1": "completed"}
+    assert table[3] == f"report: prefopt-report {sweep}"
     assert status(sweep / "objective.lam=0.1")["status"] == "completed"
     assert status(sweep / "objective.lam=-1") == {
         "status": "failed",
@@ -179,3 +187,17 @@ def test_experiment_sweeps_define_their_grids():
     assert grid.sweeper.params["optimizer.lr"] == "5e-6,8e-6"
     ablation = compose_hydra("experiment=orpo_vs_sft").hydra
     assert dict(ablation.sweeper.params) == {"objective": "orpo,sft", "seed": "0,1,2"}
+
+
+def test_a_simpo_gamma_sweep_is_tabulated_by_gamma(sweeps):
+    sweep, returncode, log = sweeps["gamma"]
+    assert returncode == 0, log
+    report_main([str(sweep), "--baseline", "simpo γ=0.5"])
+    with (sweep / "report" / "arms.csv").open() as f:
+        arms = {row["arm"]: row for row in csv.DictReader(f)}
+    assert list(arms) == ["simpo γ=0.5", "simpo γ=1"]
+    assert all(row["seeds"] == "0 1" and row["completed"] == "2" for row in arms.values())
+    with (sweep / "report" / "paired.csv").open() as f:
+        (paired,) = list(csv.DictReader(f))
+    assert paired["arm"] == "simpo γ=1" and paired["pairs val/margins/avg_logps"] == "2"
+    assert (sweep / "report" / "final_vs_gamma.png").is_file()
