@@ -1,7 +1,7 @@
 """Benchmark prefopt's training step against TRL's trainers in one run.
 
-    python experiments/bench                              # the full run (see README.md: ~20 min)
-    python experiments/bench --quick                      # a smoke run, well under a minute
+    python experiments/bench                              # the full run (README.md: 20-30 min)
+    python experiments/bench --quick                      # a smoke run, about a minute
     python experiments/bench --write docs/performance.md  # update the docs' tables and plot
 
 Every variant trains a copy of the same initial tiny model on the same pairs with the same batch

@@ -11,6 +11,7 @@ import json
 import logging
 import statistics
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,46 @@ def _options(path: Path) -> dict:
     return {}
 
 
+@contextmanager
+def _quiet():
+    """No progress bars, no "sequence length is longer than 4096" warnings, no per-file info
+    lines, while the files are read; the previous settings afterwards."""
+    import datasets
+    import transformers
+
+    bars = datasets.is_progress_bar_enabled()
+    verbosity = transformers.logging.get_verbosity()
+    log = logging.getLogger("prefopt")
+    level = log.level
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def _tokenized(path: Path, tokenizer, max_rows: int | None, cache: str):
+    """One file's train split, tokenized by ``PreferenceDataModule`` without truncation."""
+    from prefopt.data import PreferenceDataModule
+
+    data = PreferenceDataModule(
+        tokenizer=tokenizer,
+        path=str(path),
+        max_length=None,
+        max_prompt_length=None,
+        max_train_samples=max_rows,
+        cache_dir=cache,
+        **_options(path),
+    )
+    data.setup()
+    return data.train_dataset
+
+
 def load_real_lengths(shared: Path = SHARED, max_rows: int | None = None) -> RealLengths:
     """Tokenize every ``shared/data/preference/*.jsonl`` with ``PreferenceDataModule`` (chat
     template applied, no truncation) and keep the lengths of each distinct pair.
@@ -70,32 +111,16 @@ def load_real_lengths(shared: Path = SHARED, max_rows: int | None = None) -> Rea
         shared: the shared folder (``data/preference/*.jsonl``, ``tokenizers/phi-3-...``).
         max_rows: read only the first rows of each file (quick mode).
     """
-    import datasets
-    import transformers
+    from prefopt.data import load_tokenizer
 
-    from prefopt.data import PreferenceDataModule, load_tokenizer
-
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()  # "sequence length is longer than ... 4096"
-    logging.getLogger("prefopt").setLevel(logging.WARNING)
     tokenizer = load_tokenizer(str(shared / TOKENIZER))
     files = sorted((shared / DATA).glob("*.jsonl"))
     seen: set[tuple] = set()
     pool, duplicates = [], 0
-    with tempfile.TemporaryDirectory() as cache:  # no stale datasets cache between runs
+    columns = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
+    with _quiet(), tempfile.TemporaryDirectory() as cache:  # no stale datasets cache
         for path in files:
-            data = PreferenceDataModule(
-                tokenizer=tokenizer,
-                path=str(path),
-                max_length=None,
-                max_prompt_length=None,
-                max_train_samples=max_rows,
-                cache_dir=cache,
-                **_options(path),
-            )
-            data.setup()
-            columns = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
-            for row in data.train_dataset.select_columns(list(columns)):
+            for row in _tokenized(path, tokenizer, max_rows, cache).select_columns(list(columns)):
                 key = tuple(tuple(row[c]) for c in columns)
                 if key in seen:
                     duplicates += 1

@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -27,15 +28,31 @@ from .runners import LR, adamw, clock, to_device
 from .workload import PAD_ID, Pair
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference pass
 
 
-def _quiet() -> None:
-    """No progress bars of the one-row dataset maps, no advice about TrainingArguments."""
+@contextmanager
+def _quiet():
+    """No progress bars of the one-row dataset maps and the reference pass, no advice about
+    TrainingArguments, no FutureWarnings of their arguments; the previous settings afterwards."""
     import datasets
 
+    bars, log = datasets.is_progress_bar_enabled(), logging.getLogger("trl")
+    level, tqdm = log.level, os.environ.get("TQDM_DISABLE")
     datasets.disable_progress_bars()
-    logging.getLogger("trl").setLevel(logging.ERROR)
+    log.setLevel(logging.ERROR)
+    os.environ["TQDM_DISABLE"] = "1"  # the bar of DPOTrainer's reference pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+        if tqdm is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def tokenizer():
@@ -99,7 +116,6 @@ class TRLRunner:
     ) -> None:
         from datasets import Dataset
 
-        _quiet()
         self.device = device
         self._tmp = tempfile.TemporaryDirectory()
         common = dict(
@@ -115,8 +131,7 @@ class TRLRunner:
             save_strategy="no",
             logging_strategy="no",
         )
-        with warnings.catch_warnings():  # transformers' and TRL's FutureWarnings
-            warnings.simplefilter("ignore")
+        with _quiet():
             trainer_cls, args = self._config(common | config)
             text = {"prompt": ["Hi"], "chosen": [" there"], "rejected": [" you"]}
             if self.kind == "sft":

@@ -6,6 +6,7 @@ Skipped when trl (the ``bench`` extra) is not installed; prefopt itself never im
 """
 
 import dataclasses
+import logging
 import os
 import sys
 import types
@@ -164,7 +165,9 @@ def test_packing_hook_runs_a_packed_row_once_the_seam_exists(monkeypatch):
 
 @pytest.mark.skipif(real_data.missing() is not None, reason="no ../shared preference data")
 def test_real_lengths_come_from_prefopts_data_code_and_feed_the_pairs():
+    before = logging.getLogger("prefopt").level
     real = real_data.load_real_lengths(max_rows=8)
+    assert logging.getLogger("prefopt").level == before  # quiet while reading, then as it was
     assert len(real.files) >= 1 and real.pool
     assert real.duplicates > 0  # the shared folder holds each dataset in two layouts
     wide = dataclasses.replace(QUICK, max_length=10**6, max_prompt_length=10**6 - 1)
