@@ -5,6 +5,7 @@ subprocess per implementation: after a warm-up step (which allocates the optimiz
 heap is returned to the OS (``malloc_trim``), the high-water mark is reset (``clear_refs``), and
 one step runs. The step's memory is the high-water mark minus the resident set just before it.
 On a GPU it is ``torch.cuda.max_memory_allocated`` over the step minus the allocation before it.
+The probes themselves (what runs in the subprocess) are in :mod:`experiments.bench.probes`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gc
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -86,30 +88,46 @@ def _release_heap() -> None:
         pass
 
 
-def step_memory(step, device: str) -> dict[str, float]:
-    """Run ``step(0)`` (warm-up), then measure ``step(1)``: peak and step memory in MiB."""
-    step(0)
+def measure(run, device: str) -> dict[str, float]:
+    """Memory of ``run()`` (which returns seconds): its peak and the peak minus the memory just
+    before it (``step_mib``), in MiB, after freed heap went back to the OS."""
     _release_heap()
     if device == "cuda":
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        seconds = step(1)
+        seconds = run()
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         before = _rss("VmRSS")
-        seconds = step(1)
+        seconds = run()
         peak = _rss("VmHWM")
     return {"peak_mib": peak / MIB, "step_mib": (peak - before) / MIB, "seconds": seconds}
 
 
-def probe_in_subprocess(side: str, args: list[str], timeout: float = 600) -> dict[str, float]:
-    """Run ``python experiments/bench --memory-probe SIDE`` in a fresh process and parse its
-    JSON line."""
-    cmd = [sys.executable, str(Path(__file__).resolve().parent), "--memory-probe", side, *args]
+def step_memory(step, device: str) -> dict[str, float]:
+    """Run ``step(0)`` (warm-up), then measure ``step(1)``: peak and step memory in MiB."""
+    step(0)
+    return measure(lambda: step(1), device)
+
+
+def available_mib() -> float:
+    """``MemAvailable`` of ``/proc/meminfo`` in MiB (inf where there is none)."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def probe_in_subprocess(probe: str, args: list[str], timeout: float = 1200) -> dict[str, float]:
+    """Run ``python experiments/bench --memory-probe PROBE ARGS`` in a fresh process and parse
+    its JSON line."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent), "--memory-probe", probe, *args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"memory probe {side} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"memory probe {probe} {shlex.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,114 +1,120 @@
-"""The benchmark's Markdown report: run details, parity, throughput, memory, targets."""
+"""The benchmark's Markdown report: run details, parity, one throughput table per peer, the
+objectives, memory, growth, targets, notes."""
 
 from __future__ import annotations
 
-from .report import Result, memory_table, paired_ratio, results_table, table
-from .variants import (
-    DEFAULT_SHARING,
-    DPO_NAME,
-    FULL_LOGITS,
-    FUSED,
-    GROUPED,
-    NEEDED,
-    ORPO_DEFAULT,
-    SFT_NAME,
-    SHARED,
-    TRL,
-)
-from .workload import Workload
+from . import peers as P
+from .growth import growth_table
+from .real_data import describe
+from .report import BenchRun, memory_table, results_table, table
+from .targets import machine_line, targets
 
-# (name, threshold, higher is better)
-TARGETS = {
-    "tokens": ("prefopt ORPO real tokens/s vs TRL", 2.5, True),
-    "memory": ("step memory vs TRL", 0.5, False),
-    "mfu": ("prefopt ORPO useful MFU", 0.45, True),
-    "sft": ("ORPO step time vs SFT (median of per-batch ratios)", 1.1, False),
-    "dpo": ("DPO (precomputed ref) step time vs ORPO (same)", 1.05, False),
-}
+PARITY_COLUMNS = ("loss", "nll_loss", "logps/chosen", "logps/rejected")
 
 
-def targets(
-    by_name: dict[str, Result], peak: float, memory: dict[str, dict[str, float]]
-) -> list[tuple[str, str, str, bool]]:
-    """Each target with its threshold, the measured value and whether it is met."""
-    orpo = by_name[ORPO_DEFAULT]
-    values = {
-        "tokens": orpo.tokens_per_s / by_name[TRL].tokens_per_s,
-        "mfu": orpo.mfu(peak),
-        "sft": paired_ratio(orpo, by_name[SFT_NAME]),
-        "dpo": paired_ratio(by_name[DPO_NAME], orpo),
-    }
-    if memory:
-        values["memory"] = memory["prefopt"]["step_mib"] / memory["trl"]["step_mib"]
-    rows = []
-    for key, (name, threshold, higher) in TARGETS.items():
-        if key not in values:
-            continue
-        value = values[key]
-        ok = value >= threshold if higher else value <= threshold
-        if key == "mfu":
-            rows.append((name, f">= {threshold:.0%} of GEMM peak", f"{value:.1%}", ok))
-        else:
-            rows.append((name, f"{'>=' if higher else '<='} {threshold}x", f"{value:.2f}x", ok))
-    return rows
+def data_line(run: BenchRun) -> str:
+    """Where the lengths come from and what they are, before and after truncation."""
+    w, lengths = run.workload, run.lengths
+    head = f"{w.steps} timed steps x {w.batch_size} pairs (+1 untimed warm-up step) of random ids; "
+    if w.workload == "real":
+        head += f"real lengths: {lengths.get('source', '')}; pool {describe(lengths['pool'])}"
+    else:
+        head += (
+            f"synthetic log-normal lengths (median prompt {w.prompt_median:.0f}, responses "
+            f"{w.response_median:.0f}, sigma {w.length_sigma})"
+        )
+    head += f"; truncated to max_length {w.max_length} (prompt first, to {w.max_prompt_length})"
+    if "timed" in lengths:
+        head += f"; the timed pairs: {describe(lengths['timed'])}"
+    return head
 
 
-def render(
-    command: str,
-    info: dict[str, str],
-    workload: Workload,
-    peak: float,
-    results: list[Result],
-    parity: dict[str, dict[str, float]],
-    memory: dict[str, dict[str, float]],
-    padding: dict[str, float],
-) -> str:
-    """The whole report (Markdown)."""
-    by_name = {r.name: r for r in results}
-    w = workload
+def run_table(run: BenchRun) -> str:
+    w = run.workload
     model = (
         f"{w.architecture}, hidden {w.hidden_size}, {w.num_layers} layers, {w.num_heads} heads, "
         f"MLP {w.intermediate_size}, vocabulary {w.vocab_size}, tied embeddings, float32, sdpa"
     )
-    data = (
-        f"{w.steps} timed steps x {w.batch_size} pairs (+1 untimed warm-up step) of random ids; "
-        f"log-normal lengths (median prompt {w.prompt_median:.0f}, responses "
-        f"{w.response_median:.0f}, sigma {w.length_sigma}), truncated to max_length {w.max_length}"
-        f" (prompt first, to {w.max_prompt_length})"
-    )
-    run_rows = [["command", f"`{command}`"], ["model", model], ["data", data]]
-    run_rows += [[k, v] for k, v in info.items()]
-    run_rows.append(["measured GEMM peak (float32, best matmul)", f"{peak / 1e9:.1f} GFLOP/s"])
-    run_rows.append(["prefopt defaults", f"prompt_sharing={DEFAULT_SHARING}, chunk 4096"])
-    parity_rows = [[n, f"{v['loss']:.6f}", f"{v['nll_loss']:.6f}"] for n, v in parity.items()]
-    ablation = [by_name[n] for n in (TRL, FULL_LOGITS, NEEDED, FUSED, GROUPED, SHARED)]
-    objectives = [by_name[n] for n in (ORPO_DEFAULT, SFT_NAME, DPO_NAME)]
+    rows = [["command", f"`{run.command}`"], ["workload", w.workload]]
+    rows += [["model", model], ["data", data_line(run)]]
+    rows += [[k, v] for k, v in run.info.items()]
+    rows.append(["measured GEMM peak (float32, best matmul)", f"{run.peak / 1e9:.1f} GFLOP/s"])
+    rows.append(["prefopt defaults", f"prompt_sharing={P.DEFAULT_SHARING}, chunk 4096"])
+    return table(["", ""], rows)
+
+
+def parity_table(run: BenchRun) -> str:
+    rows = []
+    for key, losses in run.parity.items():
+        for name, values in losses.items():
+            cells = [f"{values[c]:.6f}" if c in values else "-" for c in PARITY_COLUMNS]
+            rows.append([key, name, *cells])
+    return table(["comparison", "variant", "loss", "NLL", "logps/chosen", "logps/rejected"], rows)
+
+
+def growth_section(run: BenchRun) -> list[str]:
+    seq = next((p for p in run.growth if p.axis == "vocabulary"), None)
+    parts = [
+        "### How cost grows: prefopt ORPO vs TRL ORPOTrainer, one step of "
+        f"{run.workload.memory_batch_size} pairs whose rows are all T tokens",
+        "A fresh process per point and side. Loss stage = step memory - the memory of a "
+        "decoder-only step (same rows, same process: `experiments/bench/probes.py`).",
+        f"Along the row length (vocabulary {run.workload.vocab_size}):",
+        growth_table(run.growth, "sequence"),
+    ]
+    if seq:
+        parts += [f"Along the vocabulary ({seq.seq} tokens per row):"]
+        parts += [growth_table(run.growth, "vocabulary")]
+    if run.plot:
+        parts.append(f"![step memory and time as T and V grow]({run.plot})")
+    return parts
+
+
+def render(run: BenchRun) -> str:
+    """The whole report (Markdown)."""
+    r, w = run.by_name, run.workload
     parts = [
         "### Run",
-        table(["", ""], run_rows),
-        "### Parity: loss on the first batch, same initial weights, before training",
-        table(["variant", "loss", "NLL"], parity_rows),
-        "### ORPO: TRL vs prefopt, one change at a time (each row adds to the one above)",
-        results_table(ablation, peak, by_name[TRL]),
-        f"### prefopt objectives (defaults; ORPO = `{ORPO_DEFAULT}` row; same batches)",
-        results_table(objectives, peak, by_name[ORPO_DEFAULT], paired=True),
-        f"Padding efficiency over an epoch of {padding['pairs']:.0f} pairs: shuffled batches "
-        f"{padding['random']:.0%}, length-grouped batches {padding['grouped']:.0%}.",
+        run_table(run),
+        "### Parity: first batch, same initial weights, before training (TRL peer first)",
+        "A run stops before timing unless every value the peer reports equals its own to 1e-5 "
+        "(relative, or absolute below 1); a dash: not compared (the peer does not report it).",
+        parity_table(run),
     ]
-    if memory:
+    for c in P.comparisons(run.peers):
+        names = [c.peer] + [n for n in c.variants if n in r]
+        parts += [f"### {c.title}", results_table([r[n] for n in names], run.peak, r[c.peer])]
+        if c.key == "sft":
+            parts.append(
+                "TRL's SFTTrainer trains on prompt + chosen only; prefopt's SFT arm also scores "
+                "the rejected row (no gradients) for its metrics. Tokens/s count both rows of "
+                "each pair on both sides (the same pairs), so the ratio is that of step times."
+            )
+    objectives = [r[n] for n in (P.ORPO_DEFAULT, P.SFT_NAME, P.DPO_NAME)]
+    parts += [
+        f"### prefopt objectives (module defaults; ORPO = `{P.ORPO_DEFAULT}`; same batches)",
+        results_table(objectives, run.peak, r[P.ORPO_DEFAULT], paired=True),
+        f"Padding efficiency over an epoch of {run.padding['pairs']:.0f} pairs: shuffled batches "
+        f"{run.padding['random']:.0%}, length-grouped batches {run.padding['grouped']:.0%}"
+        + (f", packed {run.padding['packed']:.0%}." if "packed" in run.padding else "."),
+    ]
+    if run.memory:
+        titles = {c.key: f"{c.headline} vs {c.peer}" for c in P.COMPARISONS}
+        titles["orpo"] = f"prefopt ORPO (`{P.ORPO_DEFAULT}`) vs {P.TRL}"
         parts += [
-            f"### Peak memory of one ORPO step: {w.memory_batch_size} pairs, every row "
-            f"{w.memory_seq_len} tokens, vocabulary {w.vocab_size}",
-            memory_table(memory),
+            f"### Step memory: {w.memory_batch_size} pairs, every row {w.memory_seq_len} tokens, "
+            f"vocabulary {w.vocab_size} (a fresh process per side)",
+            memory_table(run.memory, titles),
         ]
+    if run.growth:
+        parts += growth_section(run)
+    rows = [list(row) for row in targets(run)]
     parts += [
         "### Targets",
-        table(
-            ["target", "threshold", "measured", ""],
-            [
-                [t, th, m, "met" if ok else "**missed**"]
-                for t, th, m, ok in targets(by_name, peak, memory)
-            ],
-        ),
+        machine_line(run),
+        table(["target", "threshold", "measured", "verdict"], rows),
+        "The ORPO-vs-SFT step ratio is a measurement (objectives table), not a target.",
     ]
+    if run.notes:
+        parts += ["### Notes", "\n".join(f"- {note}" for note in run.notes)]
     return "\n\n".join(parts) + "\n"

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .growth import Point
+    from .workload import Workload
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -46,6 +51,46 @@ class Result:
 
     def mfu(self, peak: float, dense: bool = False) -> float:
         return (self.dense_flops if dense else self.useful_flops) / self.total / peak
+
+
+@dataclass
+class BenchRun:
+    """Everything one run measured, for the report.
+
+    Attributes:
+        command: the command line.
+        info: the machine: CPU, cores, threads, versions, load averages, wall time.
+        workload: sizes and the length source (``workload.workload``: real or synthetic).
+        peak: the measured GEMM peak (FLOP/s).
+        results: the timed variants.
+        parity: ``{comparison key: {variant: {loss, nll_loss, logps/*}}}``, peer first.
+        peers: the comparison keys that ran.
+        padding: padding (and packing) efficiency over an epoch-sized pool.
+        lengths: ``{"pool": stats, "timed": stats}`` (``real_data.length_stats``) and
+            ``"source"``, a line on where the lengths come from.
+        memory: ``{comparison key: {side: probe result}}`` at ``memory_seq_len``.
+        growth: the growth points.
+        plot: the growth plot's path relative to the written Markdown (None: no plot).
+        notes: what was skipped or fell back, and why.
+    """
+
+    command: str
+    info: dict[str, str]
+    workload: Workload
+    peak: float
+    results: list[Result]
+    parity: dict[str, dict[str, dict[str, float]]]
+    peers: tuple[str, ...]
+    padding: dict[str, float]
+    lengths: dict = field(default_factory=dict)
+    memory: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    growth: list[Point] = field(default_factory=list)
+    plot: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def by_name(self) -> dict[str, Result]:
+        return {r.name: r for r in self.results}
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -98,16 +143,34 @@ def results_table(
     return table(header, rows)
 
 
-def memory_table(memory: dict[str, dict[str, float]]) -> str:
-    """Peak and per-step memory of each side (MiB), and the ratio to TRL's."""
-    trl = memory.get("trl")
+def memory_table(memory: dict[str, dict[str, dict[str, float]]], titles: dict[str, str]) -> str:
+    """Step memory, peak RSS and step time of both sides of each comparison (``memory``: key ->
+    side -> probe result), and prefopt's step memory over TRL's."""
     rows = []
-    for side, m in memory.items():
-        ratio = f"{m['step_mib'] / trl['step_mib']:.2f}x" if trl else "-"
+    for key, sides in memory.items():
+        trl, ours = sides["trl"], sides["prefopt"]
         rows.append(
-            [side, f"{m['step_mib']:,.0f}", f"{m['peak_mib']:,.0f}", f"{m['seconds']:.2f}", ratio]
+            [
+                titles.get(key, key),
+                f"{trl['step_mib']:,.0f}",
+                f"{ours['step_mib']:,.0f}",
+                f"{ours['step_mib'] / trl['step_mib']:.2f}x",
+                f"{trl['peak_mib']:,.0f}",
+                f"{ours['peak_mib']:,.0f}",
+                f"{trl['seconds']:.2f}",
+                f"{ours['seconds']:.2f}",
+            ]
         )
-    header = ["side", "step memory (MiB)", "peak RSS (MiB)", "step (s)", "step memory vs TRL"]
+    header = [
+        "comparison",
+        "TRL step memory (MiB)",
+        "prefopt step memory (MiB)",
+        "prefopt / TRL",
+        "TRL peak RSS (MiB)",
+        "prefopt peak RSS (MiB)",
+        "TRL step (s)",
+        "prefopt step (s)",
+    ]
     return table(header, rows)
 
 

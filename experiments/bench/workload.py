@@ -1,7 +1,8 @@
-"""What the benchmark trains: the tiny model, the synthetic preference pairs, the batches, FLOPs.
+"""What the benchmark trains: the tiny model, the preference pairs, the batches, FLOPs.
 
-The pairs are random token ids with lengths drawn to look like real preference data (log-normal
-prompt and response lengths, as in UltraFeedback-style sets tokenized with a 32k vocabulary),
+The pairs are random token ids. Their lengths are either drawn from a pool of real pairs' token
+lengths (the ``real`` workload: :mod:`experiments.bench.real_data`) or log-normal (``synthetic``:
+median prompt 128, responses 192, shaped like UltraFeedback-style sets in a 32k vocabulary), and
 truncated the way TRL and prefopt both truncate (prompt first, then the responses). Only the
 lengths matter for speed, and random ids keep the benchmark free of downloads.
 """
@@ -9,7 +10,7 @@ lengths matter for speed, and random ids keep the benchmark free of downloads.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
@@ -42,6 +43,9 @@ class Workload:
     memory_seq_len: int = 1024  # the peak-memory step: every row exactly this long
     memory_batch_size: int = 2  # pairs in the peak-memory step
     seed: int = 0
+    workload: str = "synthetic"  # or "real": lengths drawn from ``length_pool``
+    # (prompt, chosen, rejected) token lengths of real pairs, before truncation
+    length_pool: tuple[tuple[int, int, int], ...] = field(default=(), repr=False, compare=False)
 
     def build_model(self) -> PreTrainedModel:
         """The tiny model with weights drawn from ``seed`` (call once, copy for each variant)."""
@@ -53,7 +57,7 @@ class Workload:
             num_attention_heads=self.num_heads,
             num_key_value_heads=self.num_heads,
             intermediate_size=self.intermediate_size,
-            max_position_embeddings=max(self.max_length, 1024) * 2,
+            max_position_embeddings=max(self.max_length, self.memory_seq_len, 1024) * 2,
             tie_word_embeddings=True,
             pad_token_id=PAD_ID,
         )
@@ -62,7 +66,8 @@ class Workload:
         return model.float()
 
     def pairs(self, num_pairs: int, seed_offset: int = 0) -> list[Pair]:
-        """``num_pairs`` truncated pairs of random token ids (ids 1..V-1; 0 is padding)."""
+        """``num_pairs`` truncated pairs of random token ids (ids 1..V-1; 0 is padding), their
+        lengths drawn from ``length_pool`` (uniformly, with replacement) or log-normal."""
         g = torch.Generator().manual_seed(self.seed + 1000 + seed_offset)
         limits = Truncation(max_length=self.max_length, max_prompt_length=self.max_prompt_length)
 
@@ -73,10 +78,17 @@ class Workload:
         def ids(n: int) -> list[int]:
             return torch.randint(1, self.vocab_size, (n,), generator=g).tolist()
 
+        def draw() -> tuple[list[int], list[int], list[int]]:
+            if self.length_pool:
+                i = int(torch.randint(len(self.length_pool), (1,), generator=g))
+                p, c, r = self.length_pool[i]
+                return ids(p), ids(c), ids(r)
+            prompt = ids(length(self.prompt_median))  # the order of draws of earlier runs
+            return prompt, ids(length(self.response_median)), ids(length(self.response_median))
+
         out: list[Pair] = []
         while len(out) < num_pairs:
-            prompt = ids(length(self.prompt_median))
-            chosen, rejected = ids(length(self.response_median)), ids(length(self.response_median))
+            prompt, chosen, rejected = draw()
             pair = truncate_pair(prompt, chosen, rejected, limits)
             if isinstance(pair, str):
                 continue
@@ -84,10 +96,10 @@ class Workload:
             out.append({"prompt_input_ids": p, "chosen_input_ids": c, "rejected_input_ids": r})
         return out
 
-    def long_pairs(self) -> list[Pair]:
+    def long_pairs(self, seed_offset: int = 0) -> list[Pair]:
         """``memory_batch_size`` pairs whose two rows are ``memory_seq_len`` tokens each (no
         padding): a quarter prompt, three quarters response."""
-        g = torch.Generator().manual_seed(self.seed + 2000)
+        g = torch.Generator().manual_seed(self.seed + 2000 + seed_offset)
         prompt = self.memory_seq_len // 4
         response = self.memory_seq_len - prompt
 
@@ -144,16 +156,33 @@ def real_tokens(pair: Pair) -> int:
     return 2 * prompt + len(pair["chosen_input_ids"]) + len(pair["rejected_input_ids"])
 
 
-def useful_flops(model: PreTrainedModel, pairs: list[Pair]) -> tuple[float, float]:
-    """Training FLOPs (forward + backward) that the ORPO loss needs on these pairs, no padding.
+# what each loss needs: (the rejected row, the chosen prompt's positions through the LM head)
+NEEDS = {
+    "orpo": (True, True),  # NLL over prompt + response (nll_scope=full), odds ratio
+    "preference": (True, False),  # DPO, SimPO, CPO (completion NLL): the responses only
+    "sft": (False, False),  # the chosen response's NLL (completion)
+    "sft_full": (False, True),  # the chosen row's NLL (nll_scope=full)
+}
+
+
+def useful_flops(
+    model: PreTrainedModel, pairs: list[Pair], objective: str = "orpo"
+) -> tuple[float, float]:
+    """Training FLOPs (forward + backward) that the loss needs on these pairs, no padding.
+
+    Args:
+        model: the model.
+        pairs: the pairs trained on.
+        objective: a key of ``NEEDS``: which rows and LM-head positions the loss reads.
 
     Returns:
-        ``(useful, dense)``. ``useful``: the decoder over every real token of the 2B rows
-        (6 x decoder parameters per token), the LM head only at the positions the loss reads
-        (chosen prompt + response, rejected response: 6 x H x V each), and causal attention
+        ``(useful, dense)``. ``useful``: the decoder over every real token of the rows the loss
+        needs (6 x decoder parameters per token), the LM head only at the positions it reads
+        (6 x H x V each; ORPO: chosen prompt + response, rejected response), and causal attention
         (6 x layers x width x s^2 per row of s tokens). ``dense``: the textbook 6 x parameters
-        (LM head included) x real tokens, plus the same attention.
+        (LM head included) x the real tokens of both rows, plus their attention.
     """
+    rejected_needed, prompt_needed = NEEDS[objective]
     config = model.config
     head = model.get_output_embeddings().weight.numel()
     embedding = model.get_input_embeddings().weight.numel()
@@ -164,8 +193,28 @@ def useful_flops(model: PreTrainedModel, pairs: list[Pair]) -> tuple[float, floa
     useful = dense = 0.0
     for pair in pairs:
         p, c, r = (len(pair[f"{k}_input_ids"]) for k in ("prompt", "chosen", "rejected"))
-        tokens = 2 * p + c + r
-        attention = 6 * config.num_hidden_layers * width * ((p + c) ** 2 + (p + r) ** 2)
-        useful += 6 * decoder * tokens + 6 * head * (p + c - 1 + r) + attention
-        dense += 6 * (decoder + head) * tokens + attention
+        attention = 6 * config.num_hidden_layers * width
+        dense += 6 * (decoder + head) * (2 * p + c + r) + attention * ((p + c) ** 2 + (p + r) ** 2)
+        tokens, squares = p + c, (p + c) ** 2
+        positions = c + (p - 1 if prompt_needed else 0)
+        if rejected_needed:
+            tokens, squares, positions = tokens + p + r, squares + (p + r) ** 2, positions + r
+        useful += 6 * decoder * tokens + 6 * head * positions + attention * squares
     return useful, dense
+
+
+# `--quick`: tiny sizes for a smoke run (and the tests)
+QUICK = Workload(
+    vocab_size=2048,
+    hidden_size=64,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=128,
+    batch_size=2,
+    steps=2,
+    max_length=96,
+    max_prompt_length=48,
+    prompt_median=24.0,
+    response_median=32.0,
+    memory_seq_len=128,
+)
