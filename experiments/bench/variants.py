@@ -228,7 +228,8 @@ def padding_at_scale(workload: Workload, megabatches: int = 4) -> dict[str, floa
     seam, _ = packing.packing_seam()
     if seam:
         capacity = packing.capacity(b, workload.max_length)
-        out["packed"] = packing.epoch_efficiency(seam[1], pool, capacity)
+        batches = grouped_batches(pool, b, workload.seed)
+        out["packed"] = packing.epoch_efficiency(seam[1], pool, batches, capacity)
     return out
 
 

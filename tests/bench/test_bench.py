@@ -8,8 +8,6 @@ Skipped when trl (the ``bench`` extra) is not installed; prefopt itself never im
 import dataclasses
 import logging
 import os
-import sys
-import types
 
 import pytest
 
@@ -24,7 +22,6 @@ from experiments.bench.render import render  # noqa: E402
 from experiments.bench.report import BenchRun, write_section  # noqa: E402
 from experiments.bench.trl_runners import CPORunner  # noqa: E402
 from experiments.bench.workload import QUICK, collate  # noqa: E402
-from prefopt.data.collate import PreferenceCollator  # noqa: E402
 from prefopt.models.logps import Scoring  # noqa: E402
 from prefopt.objectives.cpo import CPO  # noqa: E402
 
@@ -52,7 +49,7 @@ def test_every_variant_computes_its_trl_peers_first_batch_values(quick_run):
         losses = parity[comparison.key]
         peer = losses[comparison.peer]
         assert set(peer) == PEER_KEYS[comparison.key]
-        expected = {comparison.peer, *comparison.variants} - {P.PACKED}
+        expected = {comparison.peer, *comparison.variants}
         assert set(losses) == expected
         for value in losses.values():
             for key, ref in peer.items():
@@ -148,19 +145,15 @@ def test_packing_hook_is_skipped_with_a_note_until_prefopt_has_packing(quick_run
     assert any("`+ packing` skipped: prefopt.data.packing is not importable" in n for n in notes)
 
 
-def test_packing_hook_runs_a_packed_row_once_the_seam_exists(monkeypatch):
-    """A stand-in ``prefopt.data.packing`` with the expected seam (padded rows, so values are
-    exact): the ``+ packing`` row is built, checked against TRL and timed."""
-    module = types.ModuleType("prefopt.data.packing")
-    module.PackedPreferenceCollator = lambda pad_token_id, max_length: PreferenceCollator(
-        pad_token_id
-    )
-    module.packing_efficiency = lambda lengths, capacity: sum(lengths) / capacity
-    monkeypatch.setitem(sys.modules, "prefopt.data.packing", module)
+def test_the_packed_row_is_checked_against_trl_and_timed():
+    """prefopt's PackedPreferenceCollator on the length-grouped batches: TRL's first-batch loss,
+    and more of each batch is real tokens than in the padded rows."""
     results, parity, notes = bench_run.run_throughput(ONE_STEP, peers=())
     assert P.PACKED in parity["orpo"] and not notes
-    packed = next(r for r in results if r.name == P.PACKED)
-    assert packed.batching == "packed" and 0 < packed.padding_efficiency <= 1
+    by_name = {r.name: r for r in results}
+    packed = by_name[P.PACKED]
+    assert packed.batching == "packed"
+    assert by_name[P.GROUPED].padding_efficiency < packed.padding_efficiency <= 1
 
 
 @pytest.mark.skipif(real_data.missing() is not None, reason="no ../shared preference data")
