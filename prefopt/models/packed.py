@@ -5,10 +5,15 @@ which of the 2B sequences each token belongs to (-1: padding) and ``position_ids
 position inside that sequence. How the model is kept from attending across sequences depends on
 its attention implementation:
 
-* ``sdpa`` and ``eager`` (CPU and GPU): a 4D block-diagonal causal mask built here, token q may
-  see token k iff both are in the same sequence and ``position[k] <= position[q]`` (and within
-  the sliding window, in positions, for Mistral and Qwen2's sliding layers: one mask per layer
-  type). transformers passes a 4D mask through unchanged. Isolation is by construction.
+* ``sdpa`` (CPU and GPU): padding-free, like flash attention below, through
+  :func:`varlen_sdpa_attention`, registered with transformers as ``prefopt_sdpa_varlen`` (a
+  packed forward switches an sdpa model to it; for unpacked inputs it *is* transformers' sdpa):
+  one causal sdpa call per sequence, so no token sees another sequence and no attention is
+  computed over keys it may not see (a block mask over a whole row would cost ``L²`` per row).
+* ``eager``: a 4D block-diagonal causal mask built here, token q may see token k iff both are in
+  the same sequence and ``position[k] <= position[q]`` (and within the sliding window, in
+  positions, for Mistral and Qwen2's sliding layers: one mask per layer type). transformers
+  passes a 4D mask through unchanged. Isolation is by construction.
 * ``flash_attention_2`` / ``flash_attention_3`` (GPU): padding-free. The real tokens are
   flattened into one row with their per-sequence position ids, and the sequence boundaries go to
   ``flash_attn_varlen_func`` as ``cu_seq_lens_q/k`` and ``max_length_q/k`` (transformers'
@@ -24,14 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from prefopt.errors import ConfigError
 from prefopt.models.shared_prompt import SUPPORTED_MODEL_TYPES
 
-MASK_ATTENTION = ("sdpa", "eager")
-VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
-PACKING_ATTENTION = MASK_ATTENTION + VARLEN_ATTENTION
+VARLEN_SDPA = "prefopt_sdpa_varlen"
+MASK_ATTENTION = ("eager",)
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", VARLEN_SDPA)
+PACKING_ATTENTION = ("sdpa", *MASK_ATTENTION, *VARLEN_ATTENTION)
 LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
@@ -56,6 +66,68 @@ class PackedRows:
         if "sequence_ids" not in batch:
             return None
         return cls(batch["position_ids"], batch["sequence_ids"], len(batch["prompt_lengths"]))
+
+
+def varlen_sdpa_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, None]:
+    """transformers' sdpa attention, packed-sequence aware.
+
+    With ``cu_seq_lens_q`` (the packed forward's sequence boundaries over the flattened tokens)
+    each sequence attends causally to itself only (within ``sliding_window`` if the layer has
+    one), one ``scaled_dot_product_attention`` call per sequence; without, exactly transformers'
+    ``sdpa_attention_forward``.
+
+    Args:
+        query: (1, heads, N, head_dim); key, value: (1, kv_heads, N, head_dim).
+
+    Returns:
+        ``((1, N, heads, head_dim) output, None)``, as transformers' attention functions.
+    """
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    window = kwargs.get("sliding_window")
+    edges = bounds.tolist()
+    outputs = []
+    for start, end in zip(edges[:-1], edges[1:]):
+        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
+        mask = None
+        if window is not None and end - start > window:  # causal and inside the window
+            i = torch.arange(end - start, device=query.device)
+            mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - window)  # (n, n)
+        outputs.append(
+            F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None, scale=scaling
+            )
+        )
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None  # (1, N, heads, dim)
+
+
+AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention)
+AttentionMaskInterface.register(VARLEN_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+def _use_varlen_sdpa(model: nn.Module) -> None:
+    """Switch an sdpa model to :data:`VARLEN_SDPA` (the same attention for unpacked inputs)."""
+    if attention_implementation(model) == "sdpa":
+        setter = getattr(model, "set_attn_implementation", None)
+        if setter is not None:
+            setter(VARLEN_SDPA)
+        else:
+            model.config._attn_implementation = VARLEN_SDPA
 
 
 def attention_implementation(model: nn.Module) -> str | None:
@@ -148,6 +220,7 @@ def packed_model_inputs(
         positions hold zeros or arbitrary finite values).
     """
     check_packing_support(model)
+    _use_varlen_sdpa(model)
     if attention_implementation(model) in MASK_ATTENTION:
         kwargs = {
             "input_ids": input_ids,

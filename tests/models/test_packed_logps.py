@@ -233,3 +233,32 @@ def test_prompt_sharing_true_refuses_packed_batches_and_auto_scores_them_unshare
     assert_close(Scoring(prompt_sharing="auto")(model, packed).logps, Scoring()(model, plain).logps)
     with pytest.raises(ValueError, match="packed rows support neither output_router_logits"):
         Scoring()(model, packed, output_router_logits=True)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_varlen_sdpa_attention_equals_the_block_mask_and_is_plain_sdpa_unpacked(window):
+    """Per-sequence sdpa calls (the CPU padding-free path) give what one sdpa call with the
+    block-diagonal mask gives, grouped-query attention and a sliding window included; without
+    sequence boundaries the function is transformers' sdpa."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from prefopt.models.packed import block_causal_mask, varlen_sdpa_attention
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [5, 2, 7]
+    n = sum(lengths)
+    query = torch.randn(1, 4, n, 8, generator=g)
+    key, value = torch.randn(1, 2, n, 8, generator=g), torch.randn(1, 2, n, 8, generator=g)
+    sequence_ids = torch.cat([torch.full((m,), i) for i, m in enumerate(lengths)])[None]
+    positions = torch.cat([torch.arange(m) for m in lengths])[None]
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = 2, True, False
+    bounds = torch.tensor([0, 5, 7, 14], dtype=torch.int32)
+    got, _ = varlen_sdpa_attention(
+        module, query, key, value, None, scaling=0.5, cu_seq_lens_q=bounds, sliding_window=window
+    )
+    mask = block_causal_mask(sequence_ids, positions, window)
+    expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.5)
+    assert_close(got, expected)
+    plain, _ = varlen_sdpa_attention(module, query, key, value, mask, scaling=0.5)
+    assert_close(plain, expected)
