@@ -15,7 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prefopt.models.fused_head import ChunkScorer, token_logps  # token_logps: re-exported
+from prefopt.models.fused_head import (  # token_logps: re-exported
+    VOCAB_CHUNK_SIZE,
+    ChunkScorer,
+    token_logps,
+)
 from prefopt.models.packed import PackedRows, packed_model_inputs
 from prefopt.models.shared_prompt import (
     SUPPORTED_MODEL_TYPES,
@@ -75,12 +79,15 @@ class Scoring:
             ``True`` (:meth:`check` raises where it does not) or ``False``. Same losses and
             gradients either way.
         score_chunk: the LM-head chunk scorer (see :func:`token_logps`; ``None``: the fused one).
+        vocab_chunk_size: vocabularies larger than this are tiled (``None``: never); the loss
+            stage then holds ``chunk_size x vocab_chunk_size`` logits at most.
     """
 
     nll_scope: str = "full"
     chunk_size: int | None = 4096
     prompt_sharing: bool | str = False
     score_chunk: ChunkScorer | None = None
+    vocab_chunk_size: int | None = VOCAB_CHUNK_SIZE
 
     def __post_init__(self) -> None:
         if self.nll_scope not in NLL_SCOPES:
@@ -138,6 +145,7 @@ class Scoring:
             prompt_lengths=prompt_lengths,
             score_chunk=self.score_chunk,
             packed=packed,
+            vocab_chunk_size=self.vocab_chunk_size,
         )
 
 
@@ -153,6 +161,7 @@ def sequence_stats(
     prompt_lengths: Tensor | None = None,
     score_chunk: ChunkScorer | None = None,
     packed: PackedRows | None = None,
+    vocab_chunk_size: int | None = VOCAB_CHUNK_SIZE,
 ) -> SequenceStats:
     """One forward over the concatenated batch, then per-sequence log-probs and the NLL.
 
@@ -173,7 +182,7 @@ def sequence_stats(
         prompt_lengths: (B,) prompt tokens of each pair; when given, each prompt runs through the
             decoder once for both responses (``shared_prompt_hidden``; the caller checks
             ``supports_prompt_sharing``, both in :mod:`prefopt.models.shared_prompt`).
-        score_chunk: see :func:`token_logps`.
+        score_chunk, vocab_chunk_size: see :func:`token_logps`.
         packed: the layout of a packed batch (:class:`prefopt.models.packed.PackedRows`): one
             isolated forward over its rows, then each scored position is mapped back to its
             sequence, so the results are the unpacked ones, in the same (2B,) order.
@@ -225,6 +234,7 @@ def sequence_stats(
         chunk_size=chunk_size,
         grad_positions=grad_positions,
         score_chunk=score_chunk,
+        vocab_chunk_size=vocab_chunk_size,
     )
 
     is_response = response[rows, cols]  # (N,)

@@ -102,6 +102,7 @@ def _cache_keys(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, s
     settings = {
         "reduction": pl_module.objective.reduction,
         "chunk_size": scoring.chunk_size,
+        "vocab_chunk_size": scoring.vocab_chunk_size,
         "prompt_sharing": scoring.prompt_sharing,
         "score_chunk": getattr(scoring.score_chunk, "__qualname__", None),
         "precision": str(trainer.precision),

@@ -47,6 +47,8 @@ class PreferenceModule(L.LightningModule):
             weights, data and scoring settings (``None``: off; ``prefopt.models.reference_cache``).
         nll_scope: which tokens the NLL covers and how it is pooled (see ``Scoring``).
         logits_chunk_size: positions per LM-head chunk (``None``: no chunking).
+        vocab_chunk_size: a vocabulary larger than this is tiled in the LM head, so the loss
+            stage holds at most ``logits_chunk_size x vocab_chunk_size`` logits (``None``: never).
         prompt_sharing: run each prompt once for both responses (``auto``, ``True``, ``False``).
         router_aux_loss_coef: weight of an MoE model's router load-balancing loss (0: off).
         compile: ``torch.compile`` the model (after sharding).
@@ -65,6 +67,7 @@ class PreferenceModule(L.LightningModule):
         reference_cache_dir: str | None = None,
         nll_scope: str = "full",
         logits_chunk_size: int | None = 4096,
+        vocab_chunk_size: int | None = 32768,
         prompt_sharing: bool | str = False,
         router_aux_loss_coef: float = 0.0,
         compile: bool = False,
@@ -75,7 +78,9 @@ class PreferenceModule(L.LightningModule):
         self.objective = objective
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.scoring = Scoring(nll_scope, logits_chunk_size, prompt_sharing)
+        self.scoring = Scoring(
+            nll_scope, logits_chunk_size, prompt_sharing, vocab_chunk_size=vocab_chunk_size
+        )
         self.scoring.check(model)
         if isinstance(reference, str):
             needed = objective.needs_reference

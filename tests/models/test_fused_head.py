@@ -65,3 +65,29 @@ def test_no_grad_scoring():
         ours = head_logps(hidden, weight, bias, targets)
     assert not ours.requires_grad
     assert_close(ours, _straightforward(hidden, weight, bias, targets).detach())
+
+
+@pytest.mark.parametrize("tile", [7, 16, 50])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_the_vocabulary_tiled_head_equals_the_fused_one(tile, with_bias):
+    """Running log-sum-exp over vocabulary tiles, tiles recomputed in backward: the same
+    log-probs and gradients as the fused head (a tile of 50 = the whole vocabulary)."""
+    from prefopt.models.fused_head import tiled_head_logps
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(9, 6, generator=g, requires_grad=True)
+    weight = torch.randn(50, 6, generator=g, requires_grad=True)
+    bias = torch.randn(50, generator=g, requires_grad=True) if with_bias else None
+    targets = torch.tensor([0, 49, 6, 7, 13, 14, 15, 16, 30])  # tile edges included
+    upstream = torch.randn(9, generator=g)
+
+    def grads(fn):
+        out = fn(hidden, weight, bias, targets)
+        params = [hidden, weight] + ([bias] if with_bias else [])
+        return out, torch.autograd.grad((out * upstream).sum(), params)
+
+    fused, fused_grads = grads(head_logps)
+    tiled, tiled_grads = grads(lambda *a: tiled_head_logps(*a, tile))
+    torch.testing.assert_close(tiled, fused)
+    for a, b in zip(tiled_grads, fused_grads):
+        torch.testing.assert_close(a, b)

@@ -89,3 +89,19 @@ def test_probe_catches_the_full_logits_of_the_straightforward_forward(model):
     with probe:
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     assert tuple(batch["input_ids"].shape) + (VOCAB,) in probe.vocabulary_tensors()
+
+
+def test_a_tiled_vocabulary_never_holds_a_row_of_logits(model):
+    """With vocab_chunk_size below the vocabulary, no tensor but the LM-head weight (and its
+    gradient) spans the vocabulary: the loss stage holds chunk x tile logits, whatever V."""
+    tile = 100
+    scoring = Scoring(chunk_size=CHUNK, vocab_chunk_size=tile)
+    probe = ShapeProbe()
+    with probe:
+        out = batch_loss(model, ORPO(lam=0.1), _batch(), scoring)
+        out.loss.backward()
+    # only the model's own head on one position per row (logits_to_keep=1): (2B, 1, V)
+    rows = _batch()["input_ids"].shape[0]
+    assert set(probe.vocabulary_tensors()) <= {(rows, VOCAB), (rows, 1, VOCAB)}
+    assert any(s[-1] == tile and s[0] <= CHUNK for s in probe.shapes if len(s) == 2)
+    model.zero_grad()
