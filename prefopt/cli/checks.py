@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prefopt.errors import ConfigError
 from prefopt.models.logps import NLL_SCOPES
-from prefopt.models.packed import PACKING_ATTENTION
+from prefopt.models.packed import PACKING_ATTENTION, VARLEN_SDPA
 from prefopt.models.peft import check_4bit_support
 from prefopt.models.reference import REFERENCE_SOURCES
 from prefopt.objectives import Objective
@@ -94,7 +94,7 @@ def check_packing_config(cfg: DictConfig) -> None:
     if attention is not None and attention not in PACKING_ATTENTION:
         raise ConfigError(
             f"data.packing=true cannot keep packed sequences apart with model.attn_implementation="
-            f"{attention}: use {', '.join(PACKING_ATTENTION)}"
+            f"{attention}: use {', '.join(a for a in PACKING_ATTENTION if a != VARLEN_SDPA)}"
         )
 
 

@@ -58,8 +58,7 @@ class StopOnSignal(L.Callback):
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._in_loop and self.requested is None:
-            self.requested = signum
-            log.warning("%s received: stopping after this step", signal.Signals(signum).name)
+            self.requested = signum  # no logging here: the main thread may be inside a write
             return
         step = self._trainer.global_step if self._trainer is not None else 0
         raise TrainingInterrupted(signum, step)
@@ -93,6 +92,8 @@ class StopOnSignal(L.Callback):
         if not stop:
             return
         self._in_loop = False
+        name = signal.Signals(self.requested or signal.SIGTERM).name
+        log.warning("%s received: saving a checkpoint at step %d", name, trainer.global_step)
         path = save_last_checkpoint(trainer)
         raise TrainingInterrupted(self.requested or signal.SIGTERM, trainer.global_step, path)
 
