@@ -41,13 +41,15 @@ class Point:
 
 def need_mib(side: str, w: Workload, seq: int, vocab: int) -> float:
     """A rough upper bound of one probe's memory (MiB): the model with its gradients and AdamW
-    state, the decoder's activations (measured: 1.1 GiB at 2 pairs x 2048 tokens, linear in T),
-    and the loss stage (TRL: about four ``(2B, T, V)`` float32 tensors, measured 3.3 at
-    T = 2048; prefopt: about three ``chunk x V``, measured one), plus 1 GiB for the libraries."""
+    state, the decoder's activations (measured: 1.05 GiB at 2 pairs x 2048 tokens, linear in T),
+    and the loss stage (TRL: 3.5 ``(2B, T, V)`` float32 tensors, measured 3.4 at T = 2048 for
+    V = 32k, 64k and 128k; prefopt: about three ``chunk x V``, measured one), plus 1 GiB for the
+    libraries. Calibrated on the measured points (Intel Xeon, 2026-12-02: TRL at V = 128k,
+    T = 2048 peaked at 15.6 GiB, this bound says 16.3)."""
     rows = 2 * w.memory_batch_size
     model = 4 * 4 * (vocab * w.hidden_size + w.num_layers * 12 * w.hidden_size**2)
-    decoder = 4 * rows * seq * w.hidden_size * w.num_layers * 40
-    logits = 4 * vocab * (4 * rows * seq if side == "trl" else 3 * min(rows * seq, CHUNK))
+    decoder = 4 * rows * seq * w.hidden_size * w.num_layers * 35
+    logits = 4 * vocab * (3.5 * rows * seq if side == "trl" else 3 * min(rows * seq, CHUNK))
     return (model + decoder + logits) / MIB + 1024
 
 
