@@ -8,6 +8,7 @@ Skipped when trl (the ``bench`` extra) is not installed; prefopt itself never im
 import dataclasses
 import logging
 import os
+import sys
 
 import pytest
 
@@ -137,11 +138,12 @@ def test_growth_skips_a_point_that_would_not_fit(monkeypatch):
     assert "skipped (needs" in growth.growth_table(points, "sequence")
 
 
-def test_packing_hook_is_skipped_with_a_note_until_prefopt_has_packing(quick_run):
-    results, _, notes = quick_run
-    if packing.packing_seam()[0] is not None:
-        pytest.skip("prefopt.data.packing exists: the hook is live")
+def test_against_a_prefopt_without_packing_the_row_is_skipped_with_a_note(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefopt.data.packing", None)  # import raises ImportError
+    assert packing.packing_seam()[0] is None
+    results, _, notes = bench_run.run_throughput(ONE_STEP, peers=())
     assert P.PACKED not in {r.name for r in results}
+    assert P.GROUPED in {r.name for r in results}
     assert any("`+ packing` skipped: prefopt.data.packing is not importable" in n for n in notes)
 
 
