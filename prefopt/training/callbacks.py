@@ -8,6 +8,7 @@ module through its public methods (``predict_dataloader``, ``set_reference_logps
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import lightning as L
@@ -46,8 +47,13 @@ class PrecomputeReference(L.Callback):
             return
         datamodule = trainer.datamodule
         if self.logps is None:  # neither scored yet nor restored from a checkpoint
+            started = time.perf_counter()
             keys = _cache_keys(trainer, pl_module)
             self.logps = {s: self._split(trainer, pl_module, s, key) for s, key in keys.items()}
+            pairs = sum(len(chosen) for chosen, _ in self.logps.values())
+            log.info(
+                "reference log-probs: %d pairs in %.2f s", pairs, time.perf_counter() - started
+            )
         if self._given_to != id(datamodule):
             for split, (chosen, rejected) in self.logps.items():
                 datamodule.set_reference_logps(split, chosen.tolist(), rejected.tolist())
