@@ -40,6 +40,10 @@ def check_values(cfg: DictConfig) -> None:
     steps = cfg.trainer.get("max_steps")
     if steps is not None and (not isinstance(steps, int) or steps == 0 or steps < -1):
         raise ConfigError(f"trainer.max_steps={steps!r} must be >= 1 (or -1: use max_epochs)")
+    for key in ("flush_denormal", "validate_before_training", "save_hf_model"):
+        value = cfg.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be true or false")
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and (not _number(clip) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val={clip!r} must be a finite number >= 0")

@@ -231,6 +231,12 @@ def test_a_learning_rate_that_is_not_positive_and_finite(prefopt_train, lr):
     assert message.endswith(" must be a finite number > 0 (e.g. 1e-3 tiny, 5e-6 7B)")
 
 
+@pytest.mark.parametrize("key", ["flush_denormal", "validate_before_training", "save_hf_model"])
+def test_a_switch_that_is_not_true_or_false(prefopt_train, key):
+    message = one_line(*prefopt_train(f"{key}=ture")[::2])
+    assert message == f"{key}='ture' must be true or false"
+
+
 def test_a_batch_size_of_zero(prefopt_train):
     message = one_line(*prefopt_train("data.batch_size=0")[::2])
     assert message == "data.batch_size=0 must be a whole number of pairs >= 1"
