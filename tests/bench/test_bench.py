@@ -11,6 +11,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 pytest.importorskip("trl")
@@ -224,3 +225,15 @@ def test_report_has_every_section_and_target(quick_run, tmp_path):
     text = doc.read_text()
     assert text.startswith("# Performance\n\nhand-written text\n")
     assert "second run" in text and "### Parity" not in text
+
+
+def test_denormals_are_flushed_for_both_sides_unless_kept():
+    tiny = torch.tensor([1e-39])
+    try:
+        assert cli.set_denormals(keep=True) == "kept"
+        assert (tiny * 1.0).item() != 0.0
+        if cli.set_denormals(keep=False) == "flushed to zero, both sides":
+            assert (tiny * 1.0).item() == 0.0
+        assert cli.parse_args(["--keep-denormals"]).keep_denormals
+    finally:
+        torch.set_flush_denormal(False)
