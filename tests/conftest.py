@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -70,3 +72,21 @@ def make_cfg(tmp_path):
         return compose_train(tmp_path / "run", list(overrides), fast=fast)
 
     return make
+
+
+def tiny_decoder(architecture: str = "llama", vocab_size: int = 61, attn: str = "sdpa", **kw):
+    """A 2-layer, 32-wide decoder of ``architecture`` (Llama, Qwen2, Mistral) with grouped-query
+    attention (4 heads, 2 key/value heads), untied embeddings, seeded weights, in eval mode."""
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(
+        architecture,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        tie_word_embeddings=False,
+        **kw,
+    )
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).eval()

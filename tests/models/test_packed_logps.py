@@ -19,6 +19,7 @@ from prefopt.models.packed import (
     check_packing_support,
     packed_model_inputs,
 )
+from tests.conftest import tiny_decoder
 
 VOCAB = 61
 ARCHITECTURES = ["llama", "qwen2", "mistral"]
@@ -27,19 +28,7 @@ SPECS = [(3, 4, 2), (5, 1, 3), (1, 6, 6), (7, 9, 2)]
 
 
 def _model(architecture="llama", attn="sdpa", **overrides):
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(
-        architecture,
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention
-        intermediate_size=64,
-        tie_word_embeddings=False,
-        **overrides,
-    )
-    return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).eval()
+    return tiny_decoder(architecture, VOCAB, attn, **overrides)
 
 
 def _rows(specs=SPECS, seed=1):

@@ -14,24 +14,13 @@ from prefopt.models.shared_prompt import shared_prompt_hidden, supports_prompt_s
 from prefopt.objectives.orpo import ORPO
 from prefopt.objectives.sft import SFT
 from prefopt.training import PreferenceModule
+from tests.conftest import tiny_decoder
 
 VOCAB = 61
 
 
 def _model(architecture="llama", attn="sdpa", **overrides):
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(
-        architecture,
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention
-        intermediate_size=64,
-        tie_word_embeddings=False,
-        **overrides,
-    )
-    return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).eval()
+    return tiny_decoder(architecture, VOCAB, attn, **overrides)
 
 
 def _batch():

@@ -9,13 +9,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.testing import assert_close
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from prefopt.data.collate import PreferenceCollator
 from prefopt.data.packing import PackedPreferenceCollator
 from prefopt.models.logps import Scoring
 from prefopt.models.reference import PrecomputedReference, make_reference
 from prefopt.training import batch_loss
+from tests.conftest import tiny_decoder
 
 VOCAB = 53
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
@@ -23,17 +23,7 @@ OBJECTIVES = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def _model(architecture: str):
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(
-        architecture,
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-    )
-    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
+    return tiny_decoder(architecture, VOCAB).train()  # training mode, as the step under test
 
 
 def _rows():
