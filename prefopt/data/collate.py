@@ -11,6 +11,23 @@ import torch
 IGNORE_INDEX = -100
 
 
+def checked_pad_id(pad_token_id: int | None) -> int:
+    """The collators' padding id; ``ValueError`` when the tokenizer has none."""
+    if pad_token_id is None:
+        raise ValueError("pad_token_id is None: give the tokenizer a pad token")
+    return pad_token_id
+
+
+def pair_columns(rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """What every batch layout carries per pair: ``prompt_lengths`` LongTensor (B,), and
+    ``ref_chosen_logps`` / ``ref_rejected_logps`` FloatTensor (B,) when every row has them."""
+    columns = {"prompt_lengths": torch.tensor([len(r["prompt_input_ids"]) for r in rows])}
+    for key in ("ref_chosen_logps", "ref_rejected_logps"):
+        if all(r.get(key) is not None for r in rows):
+            columns[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
+    return columns
+
+
 class PreferenceCollator:
     """Pad B pairs into 2B rows: rows 0..B-1 are prompt + chosen, rows B..2B-1 prompt + rejected.
 
@@ -24,9 +41,7 @@ class PreferenceCollator:
     """
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
-        if pad_token_id is None:
-            raise ValueError("pad_token_id is None: give the tokenizer a pad token")
-        self.pad_token_id = pad_token_id
+        self.pad_token_id = checked_pad_id(pad_token_id)
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -61,9 +76,5 @@ class PreferenceCollator:
             "input_ids": input_ids,  # (2B, T)
             "attention_mask": attention_mask,  # (2B, T)
             "labels": labels,  # (2B, T)
-            "prompt_lengths": torch.tensor([len(r["prompt_input_ids"]) for r in rows]),  # (B,)
         }
-        for key in ("ref_chosen_logps", "ref_rejected_logps"):
-            if all(r.get(key) is not None for r in rows):
-                batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
-        return batch
+        return {**batch, **pair_columns(rows)}

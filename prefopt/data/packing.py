@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from prefopt.data.collate import IGNORE_INDEX
+from prefopt.data.collate import IGNORE_INDEX, checked_pad_id, pair_columns
 from prefopt.errors import ConfigError
 
 # a balanced packing may use up to this many rows more than first-fit decreasing needs
@@ -174,11 +174,9 @@ class PackedPreferenceCollator:
     """
 
     def __init__(self, pad_token_id: int, pack_length: int | None = None) -> None:
-        if pad_token_id is None:
-            raise ValueError("pad_token_id is None: give the tokenizer a pad token")
         if pack_length is not None and pack_length < 1:
             raise ValueError(f"pack_length must be >= 1 tokens, got {pack_length}")
-        self.pad_token_id = pad_token_id
+        self.pad_token_id = checked_pad_id(pad_token_id)
         self.pack_length = pack_length
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -224,9 +222,5 @@ class PackedPreferenceCollator:
             "labels": labels,  # (R, L)
             "position_ids": position_ids,  # (R, L)
             "sequence_ids": sequence_ids,  # (R, L)
-            "prompt_lengths": torch.tensor([len(r["prompt_input_ids"]) for r in rows]),  # (B,)
         }
-        for key in ("ref_chosen_logps", "ref_rejected_logps"):
-            if all(r.get(key) is not None for r in rows):
-                batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
-        return batch
+        return {**batch, **pair_columns(rows)}
